@@ -1,0 +1,57 @@
+"""TraceForge client: trace nested steps of an LLM pipeline into the TraceForge daemon.
+
+    import traceforge_client as traceforge
+    from traceforge_client import trace_run, trace_step
+
+    with trace_run("my pipeline") as run_id:
+        with trace_step("summarize", input_data={"n": 3}, model="claude-sonnet-4-6") as r:
+            r["output"] = "..."
+            r["tokens_input"], r["tokens_output"] = 89, 95
+
+Nothing here blocks on the network or raises into your program: events go to a
+bounded queue that a background thread sends to the daemon.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from . import children as _children
+from .context import TracedThreadPoolExecutor, child_env, current_run_id, current_step_id, propagate
+from .tracer import current_step, trace_run, trace_step, trace_step_decorator
+from .transport import configure as _configure
+from .transport import flush, shutdown, stats
+from .version import __version__
+
+
+def init(address: Optional[str] = None, **options) -> None:
+    """Choose the daemon to send to; optional, the default is the local daemon's socket.
+
+    Args:
+        address: ``unix:///path/to.sock`` or ``tcp://host:port``. Default:
+            ``TRACEFORGE_ADDRESS``, else ``$TRACEFORGE_HOME/daemon.sock``.
+        token: sent to the daemon; default ``TRACEFORGE_TOKEN``.
+        max_queue_events: events buffered while the daemon is slow or away (100,000).
+        shutdown_timeout: seconds the exit flush may take (2.0).
+    """
+    _configure(address, **options)
+
+
+_children.install()
+
+__all__ = [
+    "TracedThreadPoolExecutor",
+    "__version__",
+    "child_env",
+    "current_run_id",
+    "current_step",
+    "current_step_id",
+    "flush",
+    "init",
+    "propagate",
+    "shutdown",
+    "stats",
+    "trace_run",
+    "trace_step",
+    "trace_step_decorator",
+]

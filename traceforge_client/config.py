@@ -1,0 +1,137 @@
+"""Where the client sends events and how much it may buffer.
+
+Precedence: an argument to ``init()`` beats the environment variable, which beats the
+default. A bad environment value is logged and the default is used instead: tracing
+must never stop the user's program from starting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+logger = logging.getLogger("traceforge")
+
+TRACEFORGE_HOME = "TRACEFORGE_HOME"
+"""Directory holding the daemon's database, socket, token and logs. Default: ~/.traceforge"""
+
+TRACEFORGE_ADDRESS = "TRACEFORGE_ADDRESS"
+"""Where the daemon listens: unix:///path/to.sock or tcp://host:port. Default: the
+daemon's default Unix socket, $TRACEFORGE_HOME/daemon.sock"""
+
+TRACEFORGE_TOKEN = "TRACEFORGE_TOKEN"
+"""Token sent in the hello; needed when the daemon listens beyond loopback. Default: none."""
+
+TRACEFORGE_DISABLED = "TRACEFORGE_DISABLED"
+"""Set to 1 (or true/yes) to make every TraceForge call a no-op. Default: unset."""
+
+TRACEFORGE_HTTP = "TRACEFORGE_HTTP"
+"""Base URL of the daemon's HTTP API, for get_storage(). Default: read from the daemon's
+state file, else http://127.0.0.1:8742"""
+
+TRACEFORGE_TRACEPARENT = "TRACEFORGE_TRACEPARENT"
+"""Set by TraceForge for child processes: 00-<run id>-<step id>-01 (W3C traceparent style)."""
+
+DEFAULT_HTTP_PORT = 8742
+DEFAULT_QUEUE_EVENTS = 100_000
+DEFAULT_SHUTDOWN_TIMEOUT = 2.0
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get(TRACEFORGE_HOME) or Path.home() / ".traceforge")
+
+
+def default_socket_path() -> Path:
+    return home_dir() / "daemon.sock"
+
+
+def _env_disabled() -> bool:
+    return os.environ.get(TRACEFORGE_DISABLED, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _Switch:
+    """Read once at import (and again by init()), so the hot path checks an attribute."""
+
+    disabled = _env_disabled()
+
+
+switch = _Switch()
+
+
+def is_disabled() -> bool:
+    return switch.disabled
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed daemon address: a Unix socket path or a TCP host and port."""
+
+    kind: str  # "unix" or "tcp"
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix://{self.path}"
+        return f"tcp://{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse unix:///path or tcp://host:port; raise ValueError saying what is expected."""
+    if text.startswith("/") and text.endswith(".sock"):
+        return Address("unix", path=text)
+    parsed = urlparse(text)
+    if parsed.scheme == "unix" and (parsed.path or parsed.netloc):
+        return Address("unix", path=(parsed.netloc + parsed.path))
+    if parsed.scheme == "tcp" and parsed.hostname and parsed.port:
+        return Address("tcp", host=parsed.hostname, port=parsed.port)
+    raise ValueError(
+        f"bad TraceForge address {text!r}: expected unix:///path/to.sock or tcp://host:port"
+    )
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    address: Address
+    token: str | None = None
+    max_queue_events: int = DEFAULT_QUEUE_EVENTS
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    service: str = ""
+
+
+def load_config(address: str | None = None, **options) -> ClientConfig:
+    """Build the client configuration from arguments, then the environment, then defaults."""
+    if address and _looks_like_database_path(address):
+        logger.warning(
+            "traceforge.init(%r): the client no longer writes SQLite itself; events go to "
+            "the daemon, which owns the database. Start it with "
+            "`traceforge-daemon start --db %s`. Using the default daemon address.",
+            address,
+            address,
+        )
+        address = None
+    text = address or os.environ.get(TRACEFORGE_ADDRESS)
+    parsed = None
+    if text:
+        try:
+            parsed = parse_address(text)
+        except ValueError as exc:
+            if address:  # an explicit argument is a programming error: say so loudly
+                raise
+            logger.warning("%s; using the default socket", exc)
+    if parsed is None:
+        parsed = Address("unix", path=str(default_socket_path()))
+    token = options.pop("token", None) or os.environ.get(TRACEFORGE_TOKEN) or None
+    unknown = set(options) - {"max_queue_events", "shutdown_timeout", "service"}
+    if unknown:
+        raise TypeError(f"init() got unknown options: {', '.join(sorted(unknown))}")
+    return ClientConfig(address=parsed, token=token, **options)
+
+
+def _looks_like_database_path(text: str) -> bool:
+    """The seed's init() took a SQLite path; accept it so old scripts still run."""
+    return "://" not in text and text.endswith((".db", ".sqlite", ".sqlite3"))

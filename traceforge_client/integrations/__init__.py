@@ -1,0 +1,1 @@
+"""Integrations that turn third-party SDK calls into TraceForge steps."""

@@ -1,0 +1,185 @@
+"""The TraceForge wire protocol, defined once and shared by the client and the daemon.
+
+`protocol.md` at the top of the repository is the contract for other languages; this
+module is its Python form. A connection is:
+
+    client: 4-byte preface b"TFR\\x01"
+    both:   frames of a 4-byte big-endian unsigned length + one msgpack map
+
+Every map carries a ``type`` key that selects its Struct below. Rules for evolving it
+(from msgspec's schema-evolution guide): new fields are appended with defaults, no
+field ever changes type, and receivers ignore keys they do not know.
+
+User payloads (step inputs, outputs, metadata) travel as JSON text, because JSON is
+what the store keeps and what the API serves: the daemon stores them without
+re-encoding. Times are integer Unix-epoch nanoseconds.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Annotated, Literal, Optional, Union
+
+import msgspec
+from msgspec import Meta
+
+PREFACE = b"TFR\x01"
+"""The first four bytes a client sends: b"TFR" and the framing generation, 1."""
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+FRAME_HEADER = struct.Struct(">I")
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+"""Largest frame body the daemon accepts; the length is checked before the body is read."""
+MAX_BATCH_EVENTS = 1000
+MAX_FIELD_BYTES = 1024 * 1024
+"""Largest JSON payload (input, output or metadata) a client sends; longer ones are cut."""
+MAX_NAME_CHARS = 512
+
+RunId = Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]
+"""32 lowercase hex characters: maps losslessly onto an OpenTelemetry trace id."""
+StepId = Annotated[str, Meta(pattern="^[0-9a-f]{16}$")]
+"""16 lowercase hex characters: maps losslessly onto an OpenTelemetry span id."""
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+Nanos = Annotated[int, Meta(ge=0)]
+Count = Annotated[int, Meta(ge=0)]
+
+
+class Hello(msgspec.Struct, tag="hello", forbid_unknown_fields=False):
+    """First frame of every connection: who is talking and which versions it speaks."""
+
+    versions: list[int]
+    proto: str = "traceforge"
+    token: Optional[str] = None
+    client: str = ""
+    client_version: str = ""
+    lang: str = ""
+    pid: int = 0
+    host: str = ""
+    session: str = ""
+    dropped: dict[str, int] = {}
+    """Events this process dropped since its last hello, by reason (e.g. queue_full)."""
+
+
+class RunStart(msgspec.Struct, tag="run_start"):
+    run_id: RunId
+    name: Name
+    start_ns: Nanos
+    metadata_json: str = "{}"
+
+
+class RunEnd(msgspec.Struct, tag="run_end"):
+    """End of a run. Carries name and start so it stands alone if its start is lost."""
+
+    run_id: RunId
+    name: Name
+    start_ns: Nanos
+    end_ns: Nanos
+    status: Literal["success", "error"] = "success"
+    error: Optional[str] = None
+    metadata_json: str = "{}"
+
+
+class StepStart(msgspec.Struct, tag="step_start"):
+    run_id: RunId
+    step_id: StepId
+    name: Name
+    start_ns: Nanos
+    parent_step_id: Optional[StepId] = None
+    model: Optional[str] = None
+    input_json: Optional[str] = None
+    metadata_json: Optional[str] = None
+
+
+class StepEnd(msgspec.Struct, tag="step_end"):
+    """End of a step. Repeats the start's identity fields so it stands alone."""
+
+    run_id: RunId
+    step_id: StepId
+    name: Name
+    start_ns: Nanos
+    end_ns: Nanos
+    parent_step_id: Optional[StepId] = None
+    status: Literal["ok", "error"] = "ok"
+    model: Optional[str] = None
+    output_json: Optional[str] = None
+    tokens_input: Count = 0
+    tokens_output: Count = 0
+    tokens_cache_read: Count = 0
+    tokens_cache_write: Count = 0
+    cost_usd: Optional[Annotated[float, Meta(ge=0)]] = None
+    """None means unpriced: tokens were used but no price is known."""
+    error_type: Optional[str] = None
+    error_message: Optional[str] = None
+    traceback: Optional[str] = None
+    metadata_json: Optional[str] = None
+
+
+Event = Union[RunStart, RunEnd, StepStart, StepEnd]
+
+
+class Batch(msgspec.Struct, tag="batch"):
+    """Events to store. The daemon acks ``seq`` once they are committed."""
+
+    seq: Annotated[int, Meta(ge=1)]
+    events: Annotated[list[Event], Meta(max_length=MAX_BATCH_EVENTS)]
+
+
+class Bye(msgspec.Struct, tag="bye"):
+    """The client is done; the daemon acks what it has and closes."""
+
+
+class HelloOk(msgspec.Struct, tag="hello_ok"):
+    version: int
+    server: str = "traceforge-daemon"
+    server_version: str = ""
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    max_batch_events: int = MAX_BATCH_EVENTS
+    ack: str = "commit"
+
+
+class Ack(msgspec.Struct, tag="ack"):
+    """Every batch with a seq up to and including this one is committed to SQLite."""
+
+    seq: int
+
+
+class Error(msgspec.Struct, tag="error"):
+    code: str
+    message: str
+    fatal: bool = True
+    retryable: bool = False
+    seq: Optional[int] = None
+    versions: Optional[list[int]] = None
+
+
+ClientMessage = Union[Hello, Batch, Bye]
+ServerMessage = Union[HelloOk, Ack, Error]
+
+# Error codes, as listed in protocol.md.
+BAD_PREFACE = "bad_preface"
+HELLO_REQUIRED = "hello_required"
+HELLO_TIMEOUT = "hello_timeout"
+UNSUPPORTED_VERSION = "unsupported_version"
+AUTH_FAILED = "auth_failed"
+FRAME_TOO_LARGE = "frame_too_large"
+MALFORMED = "malformed"
+INVALID_EVENT = "invalid_event"
+IDLE_TIMEOUT = "idle_timeout"
+SHUTTING_DOWN = "shutting_down"
+STORAGE_ERROR = "storage_error"
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode_frame(message: msgspec.Struct) -> bytes:
+    """One message as a complete frame: length prefix plus msgpack body."""
+    buffer = bytearray(4)
+    _encoder.encode_into(message, buffer, 4)
+    FRAME_HEADER.pack_into(buffer, 0, len(buffer) - 4)
+    return bytes(buffer)
+
+
+client_message_decoder = msgspec.msgpack.Decoder(ClientMessage)
+server_message_decoder = msgspec.msgpack.Decoder(ServerMessage)

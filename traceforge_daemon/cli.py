@@ -1,0 +1,251 @@
+"""traceforge-daemon start | stop | status"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from traceforge_client import config as client_config
+from traceforge_client.version import __version__
+
+from . import schema
+from .daemon import Daemon, StartupError
+from .settings import DEFAULT_HTTP, SETTINGS, Settings, resolve_token, split_host_port
+
+logger = logging.getLogger("traceforge.daemon")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    helps = {s.name: s.help for s in SETTINGS}
+    parser = argparse.ArgumentParser(
+        prog="traceforge-daemon",
+        description="Collects traces from instrumented processes into one SQLite database "
+        "and serves the API and dashboard. Data lives under $TRACEFORGE_HOME "
+        "(default ~/.traceforge).",
+    )
+    parser.add_argument("--version", action="version", version=f"traceforge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    start = commands.add_parser("start", help="run the daemon (in the foreground unless --detach)")
+    start.add_argument("--db", type=Path, help=helps["db"])
+    start.add_argument("--socket", type=Path, help=helps["socket"])
+    start.add_argument("--tcp", metavar="HOST:PORT", help=helps["tcp"])
+    start.add_argument("--http", metavar="HOST:PORT", default=DEFAULT_HTTP,
+                       help=helps["http"] + " ('off' disables it)")
+    start.add_argument("--token", help=helps["token"])
+    start.add_argument("--detach", action="store_true",
+                       help="run in the background, with a pid file and a log file under "
+                       "$TRACEFORGE_HOME")
+    start.add_argument("--hello-timeout", type=float, default=5.0, help=helps["hello_timeout"])
+    start.add_argument("--idle-timeout", type=float, default=300.0, help=helps["idle_timeout"])
+    start.add_argument("--max-frame-bytes", type=int, default=SETTINGS[8].default,
+                       help=helps["max_frame_bytes"])
+    start.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+
+    commands.add_parser("stop", help="stop the running daemon gracefully")
+    commands.add_parser("status", help="print the running daemon's health as JSON")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    home = client_config.home_dir()
+    try:
+        tcp = split_host_port(args.tcp) if args.tcp else None
+        http = None if args.http == "off" else split_host_port(args.http)
+    except ValueError as exc:
+        raise StartupError(f"{exc} (for example 127.0.0.1:8742)") from None
+    settings = Settings(
+        home=home,
+        db=(args.db or home / "traceforge.db").expanduser().absolute(),
+        socket=(args.socket or home / "daemon.sock").expanduser().absolute(),
+        http=http,
+        tcp=tcp,
+        hello_timeout=args.hello_timeout,
+        idle_timeout=args.idle_timeout,
+        max_frame_bytes=args.max_frame_bytes,
+    )
+    if settings.needs_token:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings = Settings(**{**settings.__dict__, "token": resolve_token(home, args.token)})
+    return settings
+
+
+def _run_loop(main) -> None:
+    try:
+        import uvloop
+    except ImportError:  # e.g. Windows: plain asyncio works, only slower
+        asyncio.run(main)
+        return
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:
+        uvloop.install()
+        asyncio.run(main)
+
+
+async def _serve(settings: Settings) -> None:
+    daemon = Daemon(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await daemon.start()
+    except BaseException:
+        await daemon.stop()
+        raise
+    lines = [
+        f"traceforge-daemon {__version__} running (pid {os.getpid()})",
+        f"  socket:    unix://{settings.socket}",
+    ]
+    if daemon.tcp_address:
+        lines.append(f"  tcp:       {daemon.tcp_address}")
+    lines.append(f"  database:  {settings.db}")
+    if daemon.http_url:
+        lines.append(f"  http:      {daemon.http_url}")
+        lines.append(f"  dashboard: {daemon.http_url}/")
+    if settings.needs_token:
+        lines.append(f"  token:     required beyond loopback; see {settings.home / 'token'}"
+                     " or TRACEFORGE_TOKEN")
+    print("\n".join(lines), flush=True)
+    await stop.wait()
+    logger.info("stopping: committing what was received")
+    await daemon.stop()
+    logger.info("stopped")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.detach:
+        return _start_detached(settings)
+    try:
+        _run_loop(_serve(settings))
+    except (StartupError, schema.SchemaError) as exc:
+        print(f"traceforge-daemon: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"traceforge-daemon: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _start_detached(settings: Settings) -> int:
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log_path = settings.home / "daemon.log"
+    argv = [a for a in sys.argv[1:] if a != "--detach"]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "traceforge_daemon", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = read_state(settings.home)
+        if state and state.get("pid") == process.pid:
+            (settings.home / "daemon.pid").write_text(f"{process.pid}\n")
+            print(f"traceforge-daemon started in the background (pid {process.pid})")
+            print(f"  log:       {log_path}")
+            if state.get("http"):
+                print(f"  dashboard: {state['http']}/")
+            return 0
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            print("traceforge-daemon failed to start:\n  " + "\n  ".join(tail), file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"traceforge-daemon did not come up within 30 s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def read_state(home: Path) -> Optional[dict]:
+    try:
+        return json.loads((home / "daemon.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    home = client_config.home_dir()
+    state = read_state(home)
+    if not state or not _alive(state["pid"]):
+        print(f"no traceforge daemon is running (no live state file in {home})")
+        return 1
+    pid = state["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        print(f"daemon (pid {pid}) did not stop within 60 s", file=sys.stderr)
+        return 1
+    try:
+        (home / "daemon.pid").unlink()
+    except OSError:
+        pass
+    print(f"traceforge daemon stopped (pid {pid})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    home = client_config.home_dir()
+    state = read_state(home)
+    if not state or not _alive(state["pid"]):
+        print(json.dumps({"status": "stopped", "home": str(home)}, indent=2))
+        return 1
+    if not state.get("http"):
+        print(json.dumps({"status": "running", **state}, indent=2))
+        return 0
+    request = urllib.request.Request(state["http"] + "/api/health")
+    token = os.environ.get(client_config.TRACEFORGE_TOKEN)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            health = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(json.dumps({"status": "unreachable", "error": str(exc), **state}, indent=2))
+        return 1
+    print(json.dumps(health, indent=2))
+    return 0
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "start":
+        logging.basicConfig(
+            level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        try:
+            return cmd_start(args)
+        except StartupError as exc:
+            print(f"traceforge-daemon: {exc}", file=sys.stderr)
+            return 1
+    if args.command == "stop":
+        return cmd_stop(args)
+    return cmd_status(args)

@@ -1,0 +1,240 @@
+"""The socket side of the daemon: one task per client connection.
+
+A connection must open with the preface and a hello within ``hello_timeout``; then it
+sends batches, which go to the writer queue, and gets an ack for each once it is
+committed. Anything it should not send (bad preface, HTTP, oversized or undecodable
+frames, wrong field types, unknown message types, silence) gets one error frame,
+then the connection is closed; the daemon logs one line and carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import socket
+import struct
+from typing import TYPE_CHECKING, Optional
+
+import msgspec
+
+from traceforge_client import protocol
+from traceforge_client.version import __version__
+
+from .writer import DropReport, WriteBatch
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+logger = logging.getLogger("traceforge.daemon")
+
+
+class ProtocolViolation(Exception):
+    def __init__(self, code: str, message: str, versions: Optional[list] = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.versions = versions
+
+
+def _describe_bad_preface(preface: bytes) -> str:
+    if preface[:4] in (b"GET ", b"POST", b"PUT ", b"HEAD", b"PRI ", b"DELE", b"OPTI"):
+        return (
+            "this is the TraceForge ingest socket, not HTTP; the HTTP API is on the "
+            "daemon's --http address"
+        )
+    return f"expected the preface {protocol.PREFACE!r}, got {preface!r}"
+
+
+class IngestConnection:
+    """One client connection: handshake, then frames until it closes or misbehaves."""
+
+    def __init__(
+        self,
+        daemon: "Daemon",
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        listener: str,
+        require_token: bool,
+    ) -> None:
+        self.daemon = daemon
+        self.reader = reader
+        self.writer = writer
+        self.listener = listener
+        self.require_token = require_token
+        self.pid = 0
+        self.host = ""
+        self.peer = self._describe_peer()
+        self.acked = 0
+        self.received_seq = 0
+        self.closed = False
+
+    def _describe_peer(self) -> str:
+        peer = self.writer.get_extra_info("peername")
+        if self.listener == "unix":
+            return "unix socket"
+        return f"{peer[0]}:{peer[1]}" if peer else self.listener
+
+    async def run(self) -> None:
+        settings = self.daemon.settings
+        try:
+            self._check_peer_credentials()
+            preface = await self._read_exactly(4, settings.hello_timeout, "the preface")
+            if preface != protocol.PREFACE:
+                raise ProtocolViolation(protocol.BAD_PREFACE, _describe_bad_preface(preface))
+            hello = await self._read_message(settings.hello_timeout, "a hello")
+            if not isinstance(hello, protocol.Hello):
+                raise ProtocolViolation(
+                    protocol.HELLO_REQUIRED, f"the first frame must be a hello, got {_kind(hello)}"
+                )
+            version = self._negotiate(hello)
+            self.pid, self.host = hello.pid, hello.host
+            self._send(protocol.HelloOk(version=version, server_version=__version__))
+            if any(hello.dropped.values()):
+                self.daemon.submit(DropReport(hello.session, hello.pid, hello.host, hello.dropped))
+            while True:
+                message = await self._read_message(settings.idle_timeout, "a frame")
+                if isinstance(message, protocol.Batch):
+                    await self._accept_batch(message)
+                elif isinstance(message, protocol.Bye):
+                    await self._drain_acks(settings.hello_timeout)
+                    return
+                else:
+                    raise ProtocolViolation(
+                        protocol.MALFORMED, f"unexpected {_kind(message)} after the hello"
+                    )
+        except ProtocolViolation as violation:
+            self.daemon.stats.rejected_connections += 1
+            logger.warning(
+                "closed connection from %s%s: %s: %s",
+                self.peer,
+                f" (pid {self.pid})" if self.pid else "",
+                violation.code,
+                violation.message,
+            )
+            self._send(
+                protocol.Error(
+                    code=violation.code,
+                    message=violation.message,
+                    fatal=True,
+                    versions=violation.versions,
+                )
+            )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if self.daemon.stopping:
+                return  # Daemon.stop() closes us after the final commit's acks are out
+        finally:
+            if not self.daemon.stopping:
+                self.close()
+
+    def _check_peer_credentials(self) -> None:
+        """On Linux, accept only our own user (or root) on the Unix socket."""
+        if self.listener != "unix" or not hasattr(socket, "SO_PEERCRED"):
+            return
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _ = struct.unpack("3i", creds)
+        if uid not in (os.getuid(), 0):
+            raise ProtocolViolation(
+                protocol.AUTH_FAILED, f"uid {uid} (pid {pid}) may not write to this daemon"
+            )
+
+    def _negotiate(self, hello: protocol.Hello) -> int:
+        if hello.proto != "traceforge":
+            raise ProtocolViolation(protocol.HELLO_REQUIRED, f"unknown protocol {hello.proto!r}")
+        common = set(hello.versions) & set(protocol.SUPPORTED_VERSIONS)
+        if not common:
+            raise ProtocolViolation(
+                protocol.UNSUPPORTED_VERSION,
+                f"client speaks versions {hello.versions}, daemon speaks "
+                f"{list(protocol.SUPPORTED_VERSIONS)}",
+                versions=list(protocol.SUPPORTED_VERSIONS),
+            )
+        if self.require_token:
+            expected = self.daemon.settings.token or ""
+            if not hello.token or not hmac.compare_digest(hello.token, expected):
+                raise ProtocolViolation(
+                    protocol.AUTH_FAILED,
+                    "this listener needs a token: set TRACEFORGE_TOKEN to the daemon's token",
+                )
+        return max(common)
+
+    async def _read_exactly(self, count: int, timeout: float, what: str) -> bytes:
+        try:
+            return await asyncio.wait_for(self.reader.readexactly(count), timeout)
+        except asyncio.TimeoutError:
+            code = protocol.HELLO_TIMEOUT if what in ("the preface", "a hello") else protocol.IDLE_TIMEOUT
+            raise ProtocolViolation(code, f"no {what} within {timeout:g} s") from None
+
+    async def _read_message(self, timeout: float, what: str) -> msgspec.Struct:
+        header = await self._read_exactly(4, timeout, what)
+        (length,) = protocol.FRAME_HEADER.unpack(header)
+        limit = self.daemon.settings.max_frame_bytes
+        if length == 0 or length > limit:
+            raise ProtocolViolation(
+                protocol.FRAME_TOO_LARGE if length else protocol.MALFORMED,
+                f"frame length {length} is outside 1..{limit} bytes",
+            )
+        body = await self._read_exactly(length, self.daemon.settings.body_timeout, "frame body")
+        try:
+            return protocol.client_message_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise ProtocolViolation(protocol.INVALID_EVENT, f"invalid message: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise ProtocolViolation(protocol.MALFORMED, f"not a msgpack message: {exc}") from None
+
+    async def _accept_batch(self, batch: protocol.Batch) -> None:
+        if batch.seq <= self.received_seq:
+            raise ProtocolViolation(
+                protocol.INVALID_EVENT,
+                f"batch seq {batch.seq} is not above the previous {self.received_seq}",
+            )
+        self.received_seq = batch.seq
+        await self.daemon.wait_for_room()
+        self.daemon.submit(WriteBatch(self, batch.seq, batch.events, self.pid, self.host))
+
+    async def _drain_acks(self, timeout: float) -> None:
+        """After a bye, give the writer a moment to commit what this client sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.acked < self.received_seq and loop.time() < deadline and not self.closed:
+            await asyncio.sleep(0.01)
+
+    def ack(self, seq: int) -> None:
+        if seq > self.acked:
+            self.acked = seq
+            self._send(protocol.Ack(seq=seq))
+
+    def fail(self, seq: int, message: str) -> None:
+        """The writer could not commit: tell the client to reconnect and resend."""
+        self._send(
+            protocol.Error(
+                code=protocol.STORAGE_ERROR, message=message, fatal=True, retryable=True, seq=seq
+            )
+        )
+        self.close()
+
+    def _send(self, message: msgspec.Struct) -> None:
+        if self.closed or self.writer.is_closing():
+            return
+        try:
+            self.writer.write(protocol.encode_frame(message))
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.writer.close()
+            except RuntimeError:
+                pass
+        self.daemon.connections.discard(self)
+
+
+def _kind(message: object) -> str:
+    tag = getattr(type(message), "__struct_config__", None)
+    return repr(tag.tag) if tag is not None else type(message).__name__

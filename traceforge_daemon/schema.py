@@ -1,0 +1,156 @@
+"""The SQLite schema, its version (PRAGMA user_version) and the migrations to reach it.
+
+Tables follow the seed's ``runs`` and ``steps`` (same column names, so seed queries
+still read), improved where the queries need it:
+
+- steps gain ``status`` (running, ok, error), the emitting process (``pid``, ``host``),
+  cache token counts, the error's type and traceback, and metadata;
+- ``cost_usd`` may be NULL, meaning *unpriced*: tokens were used but no price is known;
+- ``input_data`` may be NULL for the moment between a step's end arriving before its
+  start (possible after a reconnect);
+- indexes serve the run list, the run detail, and every search filter: by name, time,
+  error status (a partial index over failed steps only) and total tokens.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+MIN_SQLITE = (3, 35, 0)  # UPSERT with several ON CONFLICT targets, RETURNING
+
+SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    run_name    TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    ended_at    REAL,
+    status      TEXT NOT NULL DEFAULT 'running',  -- running | success | error
+    metadata    TEXT NOT NULL DEFAULT '{}',        -- JSON
+    error       TEXT,
+    pid         INTEGER,
+    host        TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (
+    step_id            TEXT PRIMARY KEY,
+    run_id             TEXT NOT NULL,
+    parent_step_id     TEXT,                       -- NULL for root steps
+    step_name          TEXT NOT NULL,
+    model              TEXT,
+    input_data         TEXT,                       -- JSON
+    output_data        TEXT,                       -- JSON, NULL until the step ends
+    tokens_input       INTEGER NOT NULL DEFAULT 0,
+    tokens_output      INTEGER NOT NULL DEFAULT 0,
+    tokens_cache_read  INTEGER NOT NULL DEFAULT 0,
+    tokens_cache_write INTEGER NOT NULL DEFAULT 0,
+    cost_usd           REAL DEFAULT 0.0,           -- NULL: unpriced
+    latency_ms         REAL,
+    started_at         REAL NOT NULL,
+    ended_at           REAL,
+    status             TEXT NOT NULL DEFAULT 'running',  -- running | ok | error
+    error              TEXT,                       -- "Type: message", NULL on success
+    error_type         TEXT,
+    traceback          TEXT,
+    metadata           TEXT,                       -- JSON
+    pid                INTEGER,
+    host               TEXT
+);
+CREATE INDEX IF NOT EXISTS idx_steps_run_id  ON steps(run_id, started_at);
+CREATE INDEX IF NOT EXISTS idx_steps_parent  ON steps(parent_step_id) WHERE parent_step_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_steps_name    ON steps(step_name, started_at);
+CREATE INDEX IF NOT EXISTS idx_steps_started ON steps(started_at);
+CREATE INDEX IF NOT EXISTS idx_steps_errors  ON steps(started_at) WHERE status = 'error';
+CREATE INDEX IF NOT EXISTS idx_steps_tokens  ON steps(tokens_input + tokens_output);
+CREATE INDEX IF NOT EXISTS idx_runs_started  ON runs(started_at);
+CREATE TABLE IF NOT EXISTS client_drops (
+    session      TEXT NOT NULL,
+    pid          INTEGER,
+    host         TEXT,
+    reason       TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    reported_at  REAL NOT NULL
+);
+"""
+
+class SchemaError(Exception):
+    """The database cannot be used: too new, or SQLite itself is too old."""
+
+
+def check_sqlite_version() -> None:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise SchemaError(
+            f"SQLite {sqlite3.sqlite_version} is too old; TraceForge needs "
+            f"{'.'.join(map(str, MIN_SQLITE))} or newer (upgrade Python or its sqlite3 library)"
+        )
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to SCHEMA_VERSION; return the version it had before."""
+    check_sqlite_version()
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"this database has schema version {version}, newer than this TraceForge "
+            f"({SCHEMA_VERSION}); upgrade traceforge or use another --db"
+        )
+    if version == SCHEMA_VERSION:
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seed = version == 0 and _has_table(conn, "steps")
+        if seed:
+            _set_aside_seed_tables(conn)
+        for statement in _statements(SCHEMA_V1):
+            conn.execute(statement)
+        if seed:
+            _copy_seed_rows(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    return row is not None
+
+
+SEED_INDEXES = ("idx_steps_run_id", "idx_steps_parent", "idx_steps_name",
+                "idx_steps_started", "idx_runs_started")
+
+
+def _set_aside_seed_tables(conn: sqlite3.Connection) -> None:
+    """A database written by the single-process prototype: its NOT NULL input_data and
+    cost_usd cannot be relaxed in place, so rename its tables and copy the rows over."""
+    for index in SEED_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+    conn.execute("ALTER TABLE steps RENAME TO seed_steps")
+    conn.execute("ALTER TABLE runs RENAME TO seed_runs")
+
+
+def _copy_seed_rows(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO runs (run_id, run_name, started_at, ended_at, status, metadata) "
+        "SELECT run_id, run_name, started_at, ended_at, status, metadata FROM seed_runs"
+    )
+    conn.execute(
+        "INSERT INTO steps (step_id, run_id, parent_step_id, step_name, model, input_data, "
+        "output_data, tokens_input, tokens_output, cost_usd, latency_ms, started_at, ended_at, "
+        "error, status) "
+        "SELECT step_id, run_id, parent_step_id, step_name, model, input_data, output_data, "
+        "tokens_input, tokens_output, cost_usd, latency_ms, started_at, ended_at, error, "
+        "CASE WHEN error IS NOT NULL THEN 'error' WHEN ended_at IS NOT NULL THEN 'ok' "
+        "ELSE 'running' END FROM seed_steps"
+    )
+    conn.execute("DROP TABLE seed_steps")
+    conn.execute("DROP TABLE seed_runs")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a DDL script (no semicolons inside literals) into single statements."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

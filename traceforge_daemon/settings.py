@@ -1,0 +1,93 @@
+"""Daemon settings: one table that feeds the command line, the defaults and the docs."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from traceforge_client import config as client_config
+from traceforge_client import protocol
+
+DEFAULT_HTTP = f"127.0.0.1:{client_config.DEFAULT_HTTP_PORT}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    help: str
+
+
+SETTINGS = (
+    Setting("db", "$TRACEFORGE_HOME/traceforge.db", "SQLite database file the daemon owns"),
+    Setting("socket", "$TRACEFORGE_HOME/daemon.sock", "Unix socket for clients (mode 0600)"),
+    Setting("tcp", None, "also take clients on TCP HOST:PORT (off unless given)"),
+    Setting("http", DEFAULT_HTTP, "HTTP API and dashboard address; port 0 picks a free port"),
+    Setting("token", None, "token clients and HTTP callers must present on non-loopback "
+            "listeners (default: TRACEFORGE_TOKEN, else generated into $TRACEFORGE_HOME/token)"),
+    Setting("hello_timeout", 5.0, "seconds a new connection has to send its preface and hello"),
+    Setting("idle_timeout", 300.0, "seconds a connection may stay silent before it is closed"),
+    Setting("body_timeout", 30.0, "seconds a frame body may take to arrive once its length is read"),
+    Setting("max_frame_bytes", protocol.MAX_FRAME_BYTES, "largest frame accepted"),
+    Setting("max_pending_events", 200_000, "events waiting for the writer before reading pauses"),
+)
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """'HOST:PORT' or '[v6]:PORT' -> (host, port); ValueError says what is expected."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db: Path
+    socket: Path
+    http: Optional[tuple[str, int]]
+    tcp: Optional[tuple[str, int]] = None
+    token: Optional[str] = None
+    hello_timeout: float = 5.0
+    idle_timeout: float = 300.0
+    body_timeout: float = 30.0
+    max_frame_bytes: int = protocol.MAX_FRAME_BYTES
+    max_pending_events: int = 200_000
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "daemon.json"
+
+    @property
+    def needs_token(self) -> bool:
+        exposed = [a for a in (self.tcp, self.http) if a is not None]
+        return any(not is_loopback(host) for host, _ in exposed)
+
+
+def resolve_token(home: Path, given: Optional[str]) -> str:
+    """The token from the flag, TRACEFORGE_TOKEN, or a 0600 file made on first use."""
+    token = given or os.environ.get(client_config.TRACEFORGE_TOKEN)
+    if token:
+        return token
+    path = home / "token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
