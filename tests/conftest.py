@@ -1,0 +1,161 @@
+"""Shared fixtures: a real daemon process on real sockets with a real SQLite file.
+
+Every test that needs a daemon gets its own TRACEFORGE_HOME in a short temporary
+directory (Unix socket paths are limited to about 100 bytes), a daemon started with
+``python -m traceforge_daemon start --http 127.0.0.1:0``, and ``env`` to hand to the
+processes it traces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0, interval: float = 0.02,
+               message: str = "condition") -> object:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+class DaemonProcess:
+    """A ``traceforge-daemon start`` subprocess and what a test needs to talk to it."""
+
+    def __init__(self, home: Path, extra_args: tuple = ()) -> None:
+        self.home = home
+        self.extra_args = extra_args
+        self.db = home / "traceforge.db"
+        self.socket = home / "daemon.sock"
+        self.process: Optional[subprocess.Popen] = None
+        self.http_url: Optional[str] = None
+        self.log_path = home / "daemon-test.log"
+
+    @property
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["TRACEFORGE_HOME"] = str(self.home)
+        env["TRACEFORGE_ADDRESS"] = f"unix://{self.socket}"
+        env.pop("TRACEFORGE_DISABLED", None)
+        env.pop("TRACEFORGE_TRACEPARENT", None)
+        if self.http_url:
+            env["TRACEFORGE_HTTP"] = self.http_url
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        return env
+
+    def start(self, wait: bool = True) -> "DaemonProcess":
+        state_file = self.home / "daemon.json"
+        if state_file.exists():
+            state_file.unlink()
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "traceforge_daemon", "start", "--http", "127.0.0.1:0",
+             *self.extra_args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+        log.close()
+        if wait:
+            state = wait_until(lambda: self._state(), timeout=30, message="daemon state file")
+            self.http_url = state["http"]
+        return self
+
+    def _state(self) -> Optional[dict]:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"daemon exited early:\n{self.log()}")
+        try:
+            state = json.loads((self.home / "daemon.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return state if state.get("pid") == self.process.pid else None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(self.http_url + "/api/health", timeout=10) as response:
+            return json.load(response)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: the graceful path. Returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def query(self, sql: str, params: tuple = ()) -> list:
+        """Read the database directly, the way an independent checker would."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def run_python(self, code: str, timeout: float = 120, env: Optional[dict] = None,
+                   args: tuple = ()) -> subprocess.CompletedProcess:
+        """Run ``code`` in a fresh interpreter traced into this daemon; fail on error."""
+        result = subprocess.run(
+            [sys.executable, "-c", code, *args], env=env or self.env, cwd=ROOT,
+            capture_output=True, text=True, timeout=timeout,
+        )
+        assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+
+@pytest.fixture
+def short_tmp():
+    path = Path(tempfile.mkdtemp(prefix="tf", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon_factory(short_tmp):
+    """Make daemons in this test's home; all are stopped (gracefully) at teardown."""
+    made: list[DaemonProcess] = []
+
+    def make(extra_args: tuple = (), home: Optional[Path] = None) -> DaemonProcess:
+        daemon = DaemonProcess(home or short_tmp / "home", extra_args)
+        daemon.home.mkdir(parents=True, exist_ok=True)
+        made.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in made:
+        if daemon.process is not None and daemon.process.poll() is None:
+            daemon.stop()
+
+
+@pytest.fixture
+def daemon(daemon_factory) -> DaemonProcess:
+    """A running daemon; the test fails at teardown if it did not stop cleanly."""
+    running = daemon_factory().start()
+    yield running
+    code = running.stop()
+    assert code == 0, f"daemon exited with {code}:\n{running.log()}"
