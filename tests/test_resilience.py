@@ -1,0 +1,123 @@
+"""The daemon dies, is absent, or is slow: the traced programs carry on and lose nothing
+they were promised (every acked step is stored; drops are counted and reported)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, wait_until
+
+PROGRAMS = ROOT / "tests" / "programs"
+
+
+def _read_json(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_sigkill_mid_stream_loses_no_acked_step_and_ends_exact(daemon_factory, short_tmp):
+    daemon = daemon_factory().start()
+    steps = 1500
+    stats_files = [short_tmp / f"stats-{i}.json" for i in range(4)]
+    senders = [
+        subprocess.Popen(
+            [sys.executable, str(PROGRAMS / "steady_sender.py"), str(i), str(steps),
+             str(stats_files[i])],
+            env=daemon.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(4)
+    ]
+    try:
+        wait_until(
+            lambda: all((_read_json(p) or {}).get("acked_step_ends", 0) >= 200 for p in stats_files),
+            timeout=60, message="every sender to have 200 steps acked",
+        )
+        daemon.kill()
+        acked_before_kill = [_read_json(p)["acked_step_ends"] for p in stats_files]
+        assert all(acked < steps for acked in acked_before_kill), "killed too late to matter"
+
+        # What the dead daemon had acked must already be in the file it left behind.
+        for index, acked in enumerate(acked_before_kill):
+            [(stored,)] = daemon.query(
+                "SELECT count(*) FROM steps s JOIN runs r USING (run_id) "
+                "WHERE r.run_name = ? AND s.status = 'ok'", (f"sender-{index}",)
+            )
+            assert stored >= acked, f"sender {index}: {acked} acked but only {stored} stored"
+
+        daemon.start()  # same home, same database: the clients reconnect and resend
+        outputs = [sender.communicate(timeout=180) for sender in senders]
+    finally:
+        for sender in senders:
+            if sender.poll() is None:
+                sender.kill()
+    for sender, (stdout, stderr) in zip(senders, outputs):
+        assert sender.returncode == 0, stderr
+        final = json.loads(stdout.strip().splitlines()[-1])
+        assert final["delivered"] is True and final["dropped"] == {}
+    for index in range(4):
+        [(count, distinct, ok, run_status)] = daemon.query(
+            "SELECT count(*), count(DISTINCT s.step_id), sum(s.status = 'ok'), r.status "
+            "FROM steps s JOIN runs r USING (run_id) WHERE r.run_name = ?", (f"sender-{index}",)
+        )
+        assert (count, distinct, ok, run_status) == (steps, steps, steps, "success")
+        js = [json.loads(row[0])["j"] for row in daemon.query(
+            "SELECT s.input_data FROM steps s JOIN runs r USING (run_id) WHERE r.run_name = ?",
+            (f"sender-{index}",))]
+        assert sorted(js) == list(range(steps))
+    assert daemon.query("PRAGMA integrity_check") == [("ok",)]
+
+
+def test_no_daemon_program_runs_and_exits_without_waiting_for_the_flush_deadline(short_tmp):
+    code = (
+        "import time, traceforge_client as tf\n"
+        "tf.init(shutdown_timeout=30)\n"
+        "with tf.trace_run('nobody listening'):\n"
+        "    for j in range(20000):\n"
+        "        with tf.trace_step('step', input_data={'j': j}):\n"
+        "            pass\n"
+        "print('done')\n"
+    )
+    env = {"TRACEFORGE_HOME": str(short_tmp / "no-daemon-here"), "PATH": "/usr/bin:/bin",
+           "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+    # With a 30 s shutdown deadline, waiting for it would take 30 s; it must not wait at all.
+    assert elapsed < 15, f"exit took {elapsed:.1f} s: it waited for an absent daemon"
+    warnings = [line for line in result.stderr.splitlines() if "traceforge" in line]
+    assert len(warnings) == 2, result.stderr  # one when it found no daemon, one at exit
+    assert "traceforge-daemon start" in warnings[0]
+    assert "40002 events were not delivered" in warnings[1]
+
+
+def test_drops_are_counted_by_reason_and_reported_once_a_daemon_appears(daemon_factory):
+    daemon = daemon_factory()
+    program = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "drops_then_daemon.py")],
+        env=daemon.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert program.stdout.readline().strip() == "traced"
+        daemon.start()
+        stdout, stderr = program.communicate(timeout=60)
+    finally:
+        if program.poll() is None:
+            program.kill()
+    assert program.returncode == 0, stderr
+    final = json.loads(stdout.strip().splitlines()[-1])
+    assert final["delivered"] is True
+    assert final["dropped"] == {}  # handed over to the daemon in the hello
+    total_events = 1 + 2 * 5000 + 1
+    health = wait_until(lambda: (h := daemon.health())["client_drops"] and h)
+    assert health["client_drops"] == {"queue_full": total_events - 1000}
+    assert health["events_committed"] == 1000
+    assert daemon.query("SELECT reason, count FROM client_drops") == [
+        ("queue_full", total_events - 1000)
+    ]
