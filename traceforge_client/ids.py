@@ -37,7 +37,7 @@ class _StepIdSource:
         self._counter = itertools.count(start)
 
     def next(self) -> str:
-        return f"{self._prefix}{next(self._counter) & 0xFFFF_FFFF:08x}"
+        return "%s%08x" % (self._prefix, next(self._counter) & 0xFFFF_FFFF)
 
 
 _step_ids = _StepIdSource()

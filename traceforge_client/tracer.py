@@ -14,11 +14,13 @@ from typing import Any, Callable, Optional
 
 import msgspec
 
-from . import pricing, protocol
+from . import pricing, protocol, transport
 from .config import switch
 from .context import Current, RunState, _current, get_current
 from .ids import new_run_id, new_step_id
-from .transport import emit
+
+
+_time_ns = time.time_ns
 
 
 def _fallback(value: Any) -> Any:
@@ -63,10 +65,10 @@ class trace_run:
     def __enter__(self) -> str:
         self.run_id = run_id = new_run_id()
         self._state = RunState(run_id)
-        self._start_ns = time.time_ns()
+        self._start_ns = _time_ns()
         self._token = _current.set(Current(run_id, None, self._state, None))
         if not switch.disabled:
-            emit(
+            transport.emit(
                 protocol.RunStart(
                     run_id=run_id,
                     name=self.name,
@@ -80,12 +82,12 @@ class trace_run:
         _current.reset(self._token)
         failed = (exc_type is not None and issubclass(exc_type, Exception)) or self._state.errored
         if not switch.disabled:
-            emit(
+            transport.emit(
                 protocol.RunEnd(
                     run_id=self.run_id,
                     name=self.name,
                     start_ns=self._start_ns,
-                    end_ns=time.time_ns(),
+                    end_ns=_time_ns(),
                     status="error" if failed else "success",
                     error=f"{exc_type.__name__}: {exc}" if exc_type is not None else None,
                     metadata_json=to_json(self.metadata or {}),
@@ -145,8 +147,8 @@ class trace_step:
             parent = _current.get()
         self._parent = parent
         self._step_id = step_id = new_step_id()
-        self._start_ns = start_ns = time.time_ns()
-        emit(
+        self._start_ns = start_ns = _time_ns()
+        transport.emit(
             protocol.StepStart(
                 run_id=parent.run_id,
                 step_id=step_id,
@@ -154,42 +156,53 @@ class trace_step:
                 start_ns=start_ns,
                 parent_step_id=parent.step_id,
                 model=self.model,
-                input_json=to_json(self.input_data),
-                metadata_json=to_json(self.metadata),
+                input_json=None if self.input_data is None else to_json(self.input_data),
+                metadata_json=None if self.metadata is None else to_json(self.metadata),
             )
         )
         self._token = _current.set(Current(parent.run_id, step_id, parent.run, record))
         return record
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if self._token is None:
+        token = self._token
+        if token is None:
             return False
-        end_ns = time.time_ns()
-        _current.reset(self._token)
+        end_ns = _time_ns()
+        _current.reset(token)
         record = self.record
         parent = self._parent
-        status = "ok"
-        error_type = error_message = trace_text = None
-        if exc_type is not None and exc_type is not GeneratorExit:
+        if exc_type is None or exc_type is GeneratorExit:
+            status = "ok"
+            error_type = error_message = trace_text = None
+        else:
             status = "error"
             error_type = exc_type.__name__
             error_message = str(exc)
             trace_text = "".join(traceback_module.format_exception(exc_type, exc, tb))
             if parent.run is not None:
                 parent.run.errored = True
+        tokens_input = record.get("tokens_input", 0)
+        tokens_output = record.get("tokens_output", 0)
+        cache_read = record.get("tokens_cache_read", 0)
+        cache_write = record.get("tokens_cache_write", 0)
+        if not (type(tokens_input) is type(tokens_output) is type(cache_read)
+                is type(cache_write) is int):
+            tokens_input, tokens_output = _count(tokens_input), _count(tokens_output)
+            cache_read, cache_write = _count(cache_read), _count(cache_write)
         model = record.get("model") or self.model
-        tokens_input = _count(record.get("tokens_input"))
-        tokens_output = _count(record.get("tokens_output"))
-        cache_read = _count(record.get("tokens_cache_read"))
-        cache_write = _count(record.get("tokens_cache_write"))
         cost = record.get("cost_usd")
-        if cost is None:
+        if cost is not None:
+            cost = _price(cost)
+        elif tokens_input or tokens_output or cache_read or cache_write:
             cost = pricing.step_cost(
                 model, tokens_input, tokens_output, cache_read, cache_write,
                 self.cost_per_input_token, self.cost_per_output_token,
             )
+        else:
+            cost = 0.0
+        output = record.get("output")
         metadata = record.get("metadata")
-        emit(
+        transport.emit(
             protocol.StepEnd(
                 run_id=parent.run_id,
                 step_id=self._step_id,
@@ -199,16 +212,16 @@ class trace_step:
                 parent_step_id=parent.step_id,
                 status=status,
                 model=model,
-                output_json=to_json(record.get("output")),
+                output_json=None if output is None else to_json(output),
                 tokens_input=tokens_input,
                 tokens_output=tokens_output,
                 tokens_cache_read=cache_read,
                 tokens_cache_write=cache_write,
-                cost_usd=None if cost is None else max(float(cost), 0.0),
+                cost_usd=cost,
                 error_type=error_type,
                 error_message=error_message,
                 traceback=trace_text,
-                metadata_json=to_json(metadata) if metadata is not None else None,
+                metadata_json=None if metadata is None else to_json(metadata),
             )
         )
         if self._auto_run is not None:
@@ -223,10 +236,20 @@ class trace_step:
 
 
 def _count(value: Any) -> int:
+    """A token count the user set, made safe: not a number or negative becomes 0."""
     try:
         return max(int(value or 0), 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
+
+
+def _price(value: Any) -> Optional[float]:
+    """A cost the user set, made safe: not a number becomes unpriced, negative becomes 0."""
+    try:
+        cost = float(value)
+    except (TypeError, ValueError):
+        return None
+    return max(cost, 0.0) if cost == cost else None  # NaN is unpriced
 
 
 def current_step() -> dict:

@@ -393,7 +393,7 @@ class _DisabledSender:
 
 def configure(address: Optional[str] = None, **options) -> None:
     """Point this process at a daemon (see ``traceforge_client.init``)."""
-    global _sender
+    global _sender, emit
     with _sender_lock:
         old = _sender
         switch.disabled = _env_disabled()
@@ -401,6 +401,7 @@ def configure(address: Optional[str] = None, **options) -> None:
             _sender = _DisabledSender()  # type: ignore[assignment]
         else:
             _sender = Sender(load_config(address, **options))
+        emit = _sender.emit
     if old is not None:
         old.shutdown()
 
@@ -413,11 +414,13 @@ def get_sender() -> Sender:
     return sender  # type: ignore[return-value]
 
 
-def emit(event: msgspec.Struct) -> None:
-    sender = _sender
-    if sender is None:
-        sender = get_sender()
-    sender.emit(event)
+def _emit_first(event: msgspec.Struct) -> None:
+    get_sender().emit(event)
+
+
+emit = _emit_first
+"""Hand one event to this process's sender. Rebound to the sender's own ``emit`` by
+``configure`` so the hot path is a single call; read it as ``transport.emit``."""
 
 
 def flush(timeout: float = 5.0) -> bool:
