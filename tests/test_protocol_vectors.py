@@ -1,0 +1,223 @@
+"""protocol.md against protocol.py: the test vectors byte for byte, and nothing undocumented.
+
+Each vector in protocol.md is a fenced block ```tf-vector NAME``` (or ```tf-vector-decode
+NAME```) holding a message as JSON, a ``---`` line, and the complete frame as hex with ``#``
+comments. Exact vectors must come out of our encoder byte for byte and decode back to the
+same JSON; decode-only vectors are other valid encodings that must decode to the JSON.
+
+The remaining tests fail when the code gains a message, field, default, type, rule or error
+code that protocol.md does not describe, so the document cannot fall behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+import msgspec.inspect as mi
+import pytest
+
+from traceforge_client import protocol
+
+DOC = (Path(__file__).resolve().parent.parent / "protocol.md").read_text(encoding="utf-8")
+
+CLIENT_MESSAGES = typing.get_args(protocol.ClientMessage)
+SERVER_MESSAGES = typing.get_args(protocol.ServerMessage)
+EVENTS = typing.get_args(protocol.Event)
+STRUCTS = {
+    cls.__struct_config__.tag: cls
+    for cls in vars(protocol).values()
+    if isinstance(cls, type) and issubclass(cls, msgspec.Struct) and cls.__struct_config__.tag
+}
+ERROR_CODES = {
+    value for name, value in vars(protocol).items()
+    if isinstance(value, str) and name == value.upper()  # BAD_PREFACE = "bad_preface"
+}
+
+
+class Vector(NamedTuple):
+    kind: str  # "tf-vector" (exact) or "tf-vector-decode"
+    name: str
+    message: dict
+    frame: bytes
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_vectors(text: str) -> list[Vector]:
+    vectors = []
+    for match in re.finditer(r"^```(tf-vector(?:-decode)?) (\S+)\n(.*?)^```$", text, re.M | re.S):
+        kind, name, content = match.groups()
+        json_part, separator, hex_part = content.partition("\n---\n")
+        assert separator, f"vector {name}: no '---' line between the JSON and the hex"
+        digits = "".join(line.split("#", 1)[0] for line in hex_part.splitlines())
+        frame = bytes.fromhex("".join(digits.split()))
+        vectors.append(Vector(kind, name, json.loads(json_part), frame))
+    return vectors
+
+
+VECTORS = parse_vectors(DOC)
+EXACT = [v for v in VECTORS if v.kind == "tf-vector"]
+
+
+def decoder_for(cls: type) -> msgspec.msgpack.Decoder:
+    if cls in CLIENT_MESSAGES:
+        return protocol.client_message_decoder
+    assert cls in SERVER_MESSAGES, f"{cls.__name__} is not a message that travels in a frame"
+    return protocol.server_message_decoder
+
+
+def body_of(frame: bytes) -> bytes:
+    (length,) = protocol.FRAME_HEADER.unpack_from(frame)
+    assert length == len(frame) - 4, f"the length says {length}, the body has {len(frame) - 4}"
+    return frame[4:]
+
+
+# ---- the vectors ----
+
+
+def test_the_vectors_parse_and_have_unique_names():
+    names = [v.name for v in VECTORS]
+    assert len(EXACT) >= len(CLIENT_MESSAGES) + len(SERVER_MESSAGES)
+    assert len(names) == len(set(names)), f"repeated vector names: {names}"
+
+
+@pytest.mark.parametrize("vector", EXACT, ids=str)
+def test_encoding_the_json_gives_exactly_the_frame(vector):
+    message = msgspec.convert(vector.message, STRUCTS[vector.message["type"]])
+    assert protocol.encode_frame(message).hex(" ") == vector.frame.hex(" ")
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=str)
+def test_decoding_the_frame_gives_back_the_json(vector):
+    cls = STRUCTS[vector.message["type"]]
+    decoded = decoder_for(cls).decode(body_of(vector.frame))
+    assert type(decoded) is cls
+    assert msgspec.to_builtins(decoded) == vector.message
+
+
+@pytest.mark.parametrize("vector", EXACT, ids=str)
+def test_an_exact_vectors_json_shows_the_wire_map_key_for_key_in_order(vector):
+    on_the_wire = msgspec.msgpack.decode(body_of(vector.frame))
+    assert json.dumps(on_the_wire) == json.dumps(vector.message)
+
+
+@pytest.mark.parametrize("vector", [v for v in VECTORS if v.kind == "tf-vector-decode"], ids=str)
+def test_a_decode_only_vector_really_differs_from_the_reference_encoding(vector):
+    message = msgspec.convert(vector.message, STRUCTS[vector.message["type"]])
+    assert protocol.encode_frame(message) != vector.frame
+
+
+def test_the_exact_vectors_cover_every_message_and_every_event_kind():
+    messages = {v.message["type"] for v in EXACT}
+    events = {e["type"] for v in EXACT if v.message["type"] == "batch" for e in v.message["events"]}
+    for cls in CLIENT_MESSAGES + SERVER_MESSAGES:
+        assert cls.__struct_config__.tag in messages, f"no vector for {cls.__name__}"
+    for cls in EVENTS:
+        assert cls.__struct_config__.tag in events, f"no batch vector holding a {cls.__name__}"
+
+
+# ---- the document keeps up with the code ----
+
+
+def section(heading: str) -> str:
+    """From the line ``heading`` to the next heading of level 2 or 3."""
+    match = re.search(rf"^{re.escape(heading)}\n(.*?)(?=^#{{2,3}} |\Z)", DOC, re.M | re.S)
+    assert match, f"protocol.md has no heading {heading!r}"
+    return match.group(1)
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the first Markdown table in ``text``."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines[2:]]
+
+
+def wire_type(t: mi.Type) -> str:
+    """A field's type in protocol.md's notation (section 5.1)."""
+    if isinstance(t, mi.UnionType):
+        options = [x for x in t.types if not isinstance(x, mi.NoneType)]
+        text = "map" if all(isinstance(x, mi.StructType) for x in options) else " or ".join(
+            wire_type(x) for x in options
+        )
+        return text + " or nil" if len(options) < len(t.types) else text
+    if isinstance(t, mi.LiteralType):
+        assert all(isinstance(v, str) for v in t.values), t
+        return "str"
+    if isinstance(t, mi.ListType):
+        return f"array of {wire_type(t.item_type)}"
+    if isinstance(t, mi.DictType):
+        return f"map of {wire_type(t.key_type)} to {wire_type(t.value_type)}"
+    names = {mi.StrType: "str", mi.IntType: "int", mi.FloatType: "float", mi.BoolType: "bool",
+             mi.StructType: "map"}
+    assert type(t) in names, f"no name for {t!r}: add one here and to protocol.md section 5.1"
+    return names[type(t)]
+
+
+ID_PATTERNS = {"^[0-9a-f]{32}$": "run id", "^[0-9a-f]{16}$": "step id"}
+
+
+def rule_fragments(t: mi.Type) -> list[str]:
+    """What the Rules cell must mention for the constraints in ``t``."""
+    if isinstance(t, mi.UnionType):
+        return [f for x in t.types for f in rule_fragments(x)]
+    if isinstance(t, mi.StrType):
+        fragments = [ID_PATTERNS.get(t.pattern, t.pattern)] if t.pattern else []
+        if t.min_length is not None or t.max_length is not None:
+            fragments.append(f"{t.min_length or 0} to {t.max_length} characters")
+        return fragments
+    if isinstance(t, (mi.IntType, mi.FloatType)):
+        return [f"≥ {t.ge}"] if t.ge is not None else []
+    if isinstance(t, mi.ListType):
+        return [str(t.max_length)] if t.max_length is not None else []
+    if isinstance(t, mi.LiteralType):
+        return [f"`{value}`" for value in t.values]
+    return []
+
+
+def documented_default(cell: str) -> object:
+    if cell == "required":
+        return cell
+    assert cell.startswith("`") and cell.endswith("`"), f"write the default as `literal`: {cell!r}"
+    literal = cell[1:-1]
+    return None if literal == "nil" else json.loads(literal)
+
+
+@pytest.mark.parametrize("tag", sorted(STRUCTS))
+def test_every_message_is_documented_field_by_field(tag):
+    rows = table_rows(section(f"### `{tag}`"))
+    fields = mi.type_info(STRUCTS[tag]).fields
+    assert [row[0] for row in rows] == [f"`{f.name}`" for f in fields], "fields or their order"
+    for row, field in zip(rows, fields):
+        name, type_cell, default_cell, rules = row
+        assert type_cell == wire_type(field.type), f"type of {field.name}"
+        if field.required:
+            expected = "required"
+        elif field.default is not msgspec.NODEFAULT:
+            expected = field.default
+        else:
+            expected = field.default_factory()
+        default = documented_default(default_cell)
+        assert (type(default), default) == (type(expected), expected), f"default of {field.name}"
+        for fragment in rule_fragments(field.type):
+            assert fragment in rules, f"the rules of {field.name} should mention {fragment!r}"
+
+
+def test_every_error_code_has_a_row_in_the_error_table_and_no_row_is_invented():
+    assert "BAD_PREFACE" in vars(protocol) and "bad_preface" in ERROR_CODES
+    documented = {row[0].strip("`") for row in table_rows(section("## 10. Errors"))}
+    assert documented == ERROR_CODES
+
+
+def test_the_limits_and_the_preface_are_the_ones_in_the_code():
+    assert protocol.PREFACE == bytes.fromhex("54 46 52 01")
+    assert "`54 46 52 01`" in DOC
+    assert protocol.MAX_FRAME_BYTES == 4_194_304 and "4,194,304 (4 MiB)" in DOC
+    assert protocol.MAX_BATCH_EVENTS == 1000 and "0 to 1000 events (`max_batch_events`)" in DOC
+    assert protocol.MAX_FIELD_BYTES == 1024 * 1024 and "under 1 MiB (`MAX_FIELD_BYTES`)" in DOC
+    assert protocol.SUPPORTED_VERSIONS == (1,) and "Only version 1 exists." in DOC
