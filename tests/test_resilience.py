@@ -121,3 +121,27 @@ def test_drops_are_counted_by_reason_and_reported_once_a_daemon_appears(daemon_f
     assert daemon.query("SELECT reason, count FROM client_drops") == [
         ("queue_full", total_events - 1000)
     ]
+
+
+def test_a_batch_the_daemon_rejects_is_dropped_alone_and_the_client_carries_on(daemon):
+    code = r'''
+import json
+import traceforge_client as tf
+from traceforge_client import protocol, transport
+with tf.trace_run("before"):
+    pass
+assert tf.flush(10)
+# Events our tracer never builds, as a buggy or foreign client might send them:
+transport.emit(protocol.StepStart(run_id="not-a-run-id", step_id="0" * 16, name="x", start_ns=1))
+tf.flush(10)                  # that batch is refused...
+transport.emit(protocol.StepStart(run_id="a" * 32, step_id="1" * 16, name="bad \udce9", start_ns=1))
+with tf.trace_run("after"):   # ...and everything after it still arrives
+    pass
+assert tf.flush(10), tf.stats()
+print(json.dumps(tf.stats()))
+'''
+    stats = json.loads(daemon.run_python(code).stdout)
+    assert stats["dropped_total"] == {"rejected": 1, "encode_error": 1}
+    assert stats["dropped"] == {}
+    assert sorted(daemon.query("SELECT run_name FROM runs")) == [("after",), ("before",)]
+    assert daemon.health()["client_drops"] == {"rejected": 1, "encode_error": 1}

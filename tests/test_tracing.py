@@ -237,3 +237,39 @@ tf.flush(10)
     truncated = json.loads(output)
     assert truncated["_traceforge_truncated"] is True
     assert truncated["original_bytes"] > 3 * 1024 * 1024
+
+
+def test_awkward_values_from_user_code_never_cost_the_batch(daemon):
+    code = r'''
+import traceforge_client as tf
+class Model:
+    def __str__(self):
+        return "custom-model"
+with tf.trace_run("x" * 2000):
+    with tf.trace_step("y" * 2000):
+        pass
+    with tf.trace_step("") as r:
+        r["model"] = Model()
+        r["tokens_input"] = "12"
+        r["cost_usd"] = float("inf")
+    try:
+        with tf.trace_step("surrogate"):
+            raise ValueError("bad \udce9 byte " + "z" * 200_000)
+    except ValueError:
+        pass
+    with tf.trace_step("after"):
+        pass
+assert tf.flush(10), tf.stats()
+print(tf.stats()["dropped_total"])
+'''
+    result = daemon.run_python(code)
+    rows = dict(daemon.query("SELECT step_name, status FROM steps"))
+    assert rows == {"y" * 512: "ok", "unnamed": "ok", "after": "ok", "surrogate": "error"}
+    [(model, tokens, cost)] = daemon.query(
+        "SELECT model, tokens_input, cost_usd FROM steps WHERE step_name = 'unnamed'")
+    assert (model, tokens, cost) == ("custom-model", 12, None)
+    [(run_name,)] = daemon.query("SELECT run_name FROM runs")
+    assert run_name == "x" * 512
+    [(error,)] = daemon.query("SELECT error FROM steps WHERE step_name = 'surrogate'")
+    assert error.startswith("ValueError: bad ? byte zzz") and "characters cut" in error
+    assert result.stdout.strip() == "{}"  # nothing dropped

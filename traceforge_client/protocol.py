@@ -58,8 +58,6 @@ class Hello(msgspec.Struct, tag="hello", forbid_unknown_fields=False):
     pid: int = 0
     host: str = ""
     session: str = ""
-    dropped: dict[str, int] = {}
-    """Events this process dropped since its last hello, by reason (e.g. queue_full)."""
 
 
 class RunStart(msgspec.Struct, tag="run_start"):
@@ -119,11 +117,20 @@ class StepEnd(msgspec.Struct, tag="step_end"):
 Event = Union[RunStart, RunEnd, StepStart, StepEnd]
 
 
+class BatchSeq(msgspec.Struct, tag="batch"):
+    """Only a batch's seq: lets the daemon name the batch it rejects as invalid."""
+
+    seq: int
+
+
 class Batch(msgspec.Struct, tag="batch"):
     """Events to store. The daemon acks ``seq`` once they are committed."""
 
     seq: Annotated[int, Meta(ge=1)]
     events: Annotated[list[Event], Meta(max_length=MAX_BATCH_EVENTS)]
+    dropped: dict[str, int] = {}
+    """Events the client dropped since its last acked report, by reason; like the
+    hello's, but sent on a live connection and confirmed by this batch's ack."""
 
 
 class Bye(msgspec.Struct, tag="bye"):
@@ -167,6 +174,7 @@ FRAME_TOO_LARGE = "frame_too_large"
 MALFORMED = "malformed"
 INVALID_EVENT = "invalid_event"
 IDLE_TIMEOUT = "idle_timeout"
+FRAME_TIMEOUT = "frame_timeout"
 SHUTTING_DOWN = "shutting_down"
 STORAGE_ERROR = "storage_error"
 
@@ -182,4 +190,5 @@ def encode_frame(message: msgspec.Struct) -> bytes:
 
 
 client_message_decoder = msgspec.msgpack.Decoder(ClientMessage)
+batch_seq_decoder = msgspec.msgpack.Decoder(BatchSeq)
 server_message_decoder = msgspec.msgpack.Decoder(ServerMessage)

@@ -59,7 +59,7 @@ class trace_run:
     __slots__ = ("name", "metadata", "run_id", "_start_ns", "_state", "_token")
 
     def __init__(self, name: str, metadata: Optional[dict] = None) -> None:
-        self.name = name
+        self.name = _clean_name(name)
         self.metadata = metadata
 
     def __enter__(self) -> str:
@@ -125,7 +125,7 @@ class trace_step:
         cost_per_output_token: float = 0.0,
         metadata: Optional[dict] = None,
     ) -> None:
-        self.name = name
+        self.name = name if type(name) is str and 0 < len(name) <= MAX_NAME else _clean_name(name)
         self.input_data = input_data
         self.model = model
         self.cost_per_input_token = cost_per_input_token
@@ -177,8 +177,8 @@ class trace_step:
         else:
             status = "error"
             error_type = exc_type.__name__
-            error_message = str(exc)
-            trace_text = "".join(traceback_module.format_exception(exc_type, exc, tb))
+            error_message = _clip(_safe_str(exc))
+            trace_text = _clip("".join(traceback_module.format_exception(exc_type, exc, tb)))
             if parent.run is not None:
                 parent.run.errored = True
         tokens_input = record.get("tokens_input", 0)
@@ -190,6 +190,8 @@ class trace_step:
             tokens_input, tokens_output = _count(tokens_input), _count(tokens_output)
             cache_read, cache_write = _count(cache_read), _count(cache_write)
         model = record.get("model") or self.model
+        if model is not None and type(model) is not str:
+            model = _safe_str(model)
         cost = record.get("cost_usd")
         if cost is not None:
             cost = _price(cost)
@@ -235,6 +237,33 @@ class trace_step:
         return self.__exit__(exc_type, exc, tb)
 
 
+MAX_NAME = protocol.MAX_NAME_CHARS
+MAX_ERROR_CHARS = 64 * 1024
+"""Error messages and tracebacks are clipped to this, so one event always fits a frame."""
+
+
+def _clean_name(name: Any) -> str:
+    """A run or step name the protocol accepts: a non-empty str of at most 512 chars."""
+    text = name if isinstance(name, str) else _safe_str(name)
+    return text[:MAX_NAME] or "unnamed"
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__} with a broken __str__>"
+
+
+def _clip(text: str) -> str:
+    """Error text that always fits a frame and encodes: clipped, lone surrogates replaced."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    half = MAX_ERROR_CHARS // 2
+    return f"{text[:half]}\n... [{len(text) - MAX_ERROR_CHARS} characters cut] ...\n{text[-half:]}"
+
+
 def _count(value: Any) -> int:
     """A token count the user set, made safe: not a number or negative becomes 0."""
     try:
@@ -249,7 +278,9 @@ def _price(value: Any) -> Optional[float]:
         cost = float(value)
     except (TypeError, ValueError):
         return None
-    return max(cost, 0.0) if cost == cost else None  # NaN is unpriced
+    if cost != cost or cost == float("inf"):  # NaN or infinite: unpriced
+        return None
+    return max(cost, 0.0)
 
 
 def current_step() -> dict:

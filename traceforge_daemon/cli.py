@@ -28,6 +28,7 @@ logger = logging.getLogger("traceforge.daemon")
 
 def build_parser() -> argparse.ArgumentParser:
     helps = {s.name: s.help for s in SETTINGS}
+    defaults = {s.name: s.default for s in SETTINGS}
     parser = argparse.ArgumentParser(
         prog="traceforge-daemon",
         description="Collects traces from instrumented processes into one SQLite database "
@@ -47,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--detach", action="store_true",
                        help="run in the background, with a pid file and a log file under "
                        "$TRACEFORGE_HOME")
-    start.add_argument("--hello-timeout", type=float, default=5.0, help=helps["hello_timeout"])
-    start.add_argument("--idle-timeout", type=float, default=300.0, help=helps["idle_timeout"])
-    start.add_argument("--max-frame-bytes", type=int, default=SETTINGS[8].default,
-                       help=helps["max_frame_bytes"])
+    for name, kind in (("hello_timeout", float), ("idle_timeout", float),
+                       ("body_timeout", float), ("max_frame_bytes", int),
+                       ("max_pending_events", int)):
+        start.add_argument("--" + name.replace("_", "-"), type=kind, default=defaults[name],
+                           help=helps[name])
     start.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
     commands.add_parser("stop", help="stop the running daemon gracefully")
@@ -73,7 +75,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tcp=tcp,
         hello_timeout=args.hello_timeout,
         idle_timeout=args.idle_timeout,
+        body_timeout=args.body_timeout,
         max_frame_bytes=args.max_frame_bytes,
+        max_pending_events=args.max_pending_events,
     )
     if settings.needs_token:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)

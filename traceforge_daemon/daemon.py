@@ -24,7 +24,7 @@ from aiohttp import web
 from traceforge_client.version import __version__
 
 from .ingest import IngestConnection
-from .settings import Settings
+from .settings import Settings, is_loopback
 from .writer import WriteBatch, Writer
 
 logger = logging.getLogger("traceforge.daemon")
@@ -141,7 +141,7 @@ class Daemon:
         self.servers.append(server)
 
     async def _serve(self, reader, writer, listener: str) -> None:
-        require_token = listener == "tcp" and self.settings.needs_token
+        require_token = listener == "tcp" and not is_loopback(self.settings.tcp[0])
         connection = IngestConnection(self, reader, writer, listener, require_token)
         self.connections.add(connection)
         self.stats.connections_total += 1
@@ -158,6 +158,7 @@ class Daemon:
             await asyncio.get_running_loop().run_in_executor(None, self.writer.stop)
             await asyncio.sleep(0)  # deliver the acks queued by the final commit
         for connection in list(self.connections):
+            connection.shutting_down()
             connection.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()

@@ -31,11 +31,33 @@ logger = logging.getLogger("traceforge.daemon")
 
 
 class ProtocolViolation(Exception):
-    def __init__(self, code: str, message: str, versions: Optional[list] = None) -> None:
+    def __init__(
+        self, code: str, message: str, versions: Optional[list] = None, seq: Optional[int] = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.versions = versions
+        self.seq = seq
+
+
+def _decode(body: bytes) -> msgspec.Struct:
+    try:
+        return protocol.client_message_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ProtocolViolation(
+            protocol.INVALID_EVENT, f"invalid message: {exc}", seq=_batch_seq(body)
+        ) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolViolation(protocol.MALFORMED, f"not a msgpack message: {exc}") from None
+
+
+def _batch_seq(body: bytes) -> Optional[int]:
+    """The seq of an invalid batch, when it has one, so its sender can drop just that batch."""
+    try:
+        return protocol.batch_seq_decoder.decode(body).seq
+    except Exception:
+        return None
 
 
 def _describe_bad_preface(preface: bytes) -> str:
@@ -80,29 +102,24 @@ class IngestConnection:
         settings = self.daemon.settings
         try:
             self._check_peer_credentials()
-            preface = await self._read_exactly(4, settings.hello_timeout, "the preface")
-            if preface != protocol.PREFACE:
-                raise ProtocolViolation(protocol.BAD_PREFACE, _describe_bad_preface(preface))
-            hello = await self._read_message(settings.hello_timeout, "a hello")
-            if not isinstance(hello, protocol.Hello):
+            try:
+                hello = await asyncio.wait_for(self._handshake(), settings.hello_timeout)
+            except asyncio.TimeoutError:
                 raise ProtocolViolation(
-                    protocol.HELLO_REQUIRED, f"the first frame must be a hello, got {_kind(hello)}"
-                )
-            version = self._negotiate(hello)
+                    protocol.HELLO_TIMEOUT,
+                    f"no preface and hello within {settings.hello_timeout:g} s",
+                ) from None
             self.pid, self.host = hello.pid, hello.host
-            self._send(protocol.HelloOk(version=version, server_version=__version__))
-            if any(hello.dropped.values()):
-                self.daemon.submit(DropReport(hello.session, hello.pid, hello.host, hello.dropped))
             while True:
-                message = await self._read_message(settings.idle_timeout, "a frame")
+                message = await self._read_message(settings.idle_timeout)
                 if isinstance(message, protocol.Batch):
-                    await self._accept_batch(message)
+                    await self._accept_batch(message, hello.session)
                 elif isinstance(message, protocol.Bye):
                     await self._drain_acks(settings.hello_timeout)
                     return
                 else:
                     raise ProtocolViolation(
-                        protocol.MALFORMED, f"unexpected {_kind(message)} after the hello"
+                        protocol.HELLO_REQUIRED, "a second hello on one connection"
                     )
         except ProtocolViolation as violation:
             self.daemon.stats.rejected_connections += 1
@@ -118,6 +135,7 @@ class IngestConnection:
                     code=violation.code,
                     message=violation.message,
                     fatal=True,
+                    seq=violation.seq,
                     versions=violation.versions,
                 )
             )
@@ -127,6 +145,25 @@ class IngestConnection:
         finally:
             if not self.daemon.stopping:
                 self.close()
+
+    async def _handshake(self) -> protocol.Hello:
+        preface = await self.reader.readexactly(4)
+        if preface != protocol.PREFACE:
+            raise ProtocolViolation(protocol.BAD_PREFACE, _describe_bad_preface(preface))
+        hello = await self._read_message(None)
+        if not isinstance(hello, protocol.Hello):
+            raise ProtocolViolation(
+                protocol.HELLO_REQUIRED, f"the first frame must be a hello, got {_kind(hello)}"
+            )
+        version = self._negotiate(hello)
+        self._send(
+            protocol.HelloOk(
+                version=version,
+                server_version=__version__,
+                max_frame_bytes=self.daemon.settings.max_frame_bytes,
+            )
+        )
+        return hello
 
     def _check_peer_credentials(self) -> None:
         """On Linux, accept only our own user (or root) on the Unix socket."""
@@ -144,7 +181,11 @@ class IngestConnection:
 
     def _negotiate(self, hello: protocol.Hello) -> int:
         if hello.proto != "traceforge":
-            raise ProtocolViolation(protocol.HELLO_REQUIRED, f"unknown protocol {hello.proto!r}")
+            raise ProtocolViolation(
+                protocol.UNSUPPORTED_VERSION,
+                f"unknown protocol {hello.proto!r}; expected 'traceforge'",
+                versions=list(protocol.SUPPORTED_VERSIONS),
+            )
         common = set(hello.versions) & set(protocol.SUPPORTED_VERSIONS)
         if not common:
             raise ProtocolViolation(
@@ -162,38 +203,42 @@ class IngestConnection:
                 )
         return max(common)
 
-    async def _read_exactly(self, count: int, timeout: float, what: str) -> bytes:
+    async def _read_message(self, idle_timeout: Optional[float]) -> msgspec.Struct:
+        """One frame: wait up to ``idle_timeout`` for its length (None: the caller's
+        deadline applies), check it, then give the body ``body_timeout`` to arrive."""
+        settings = self.daemon.settings
         try:
-            return await asyncio.wait_for(self.reader.readexactly(count), timeout)
+            header = await asyncio.wait_for(self.reader.readexactly(4), idle_timeout)
         except asyncio.TimeoutError:
-            code = protocol.HELLO_TIMEOUT if what in ("the preface", "a hello") else protocol.IDLE_TIMEOUT
-            raise ProtocolViolation(code, f"no {what} within {timeout:g} s") from None
-
-    async def _read_message(self, timeout: float, what: str) -> msgspec.Struct:
-        header = await self._read_exactly(4, timeout, what)
+            raise ProtocolViolation(
+                protocol.IDLE_TIMEOUT, f"no frame for {idle_timeout:g} s; reconnect when needed"
+            ) from None
         (length,) = protocol.FRAME_HEADER.unpack(header)
-        limit = self.daemon.settings.max_frame_bytes
-        if length == 0 or length > limit:
+        if length == 0 or length > settings.max_frame_bytes:
             raise ProtocolViolation(
                 protocol.FRAME_TOO_LARGE if length else protocol.MALFORMED,
-                f"frame length {length} is outside 1..{limit} bytes",
+                f"frame length {length} is outside 1..{settings.max_frame_bytes} bytes",
             )
-        body = await self._read_exactly(length, self.daemon.settings.body_timeout, "frame body")
         try:
-            return protocol.client_message_decoder.decode(body)
-        except msgspec.ValidationError as exc:
-            raise ProtocolViolation(protocol.INVALID_EVENT, f"invalid message: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise ProtocolViolation(protocol.MALFORMED, f"not a msgpack message: {exc}") from None
+            body = await asyncio.wait_for(self.reader.readexactly(length), settings.body_timeout)
+        except asyncio.TimeoutError:
+            raise ProtocolViolation(
+                protocol.FRAME_TIMEOUT,
+                f"a {length}-byte frame body did not arrive within {settings.body_timeout:g} s",
+            ) from None
+        return _decode(body)
 
-    async def _accept_batch(self, batch: protocol.Batch) -> None:
+    async def _accept_batch(self, batch: protocol.Batch, session: str) -> None:
         if batch.seq <= self.received_seq:
             raise ProtocolViolation(
                 protocol.INVALID_EVENT,
                 f"batch seq {batch.seq} is not above the previous {self.received_seq}",
+                seq=batch.seq,
             )
         self.received_seq = batch.seq
         await self.daemon.wait_for_room()
+        if any(batch.dropped.values()):
+            self.daemon.submit(DropReport(session, self.pid, self.host, batch.dropped))
         self.daemon.submit(WriteBatch(self, batch.seq, batch.events, self.pid, self.host))
 
     async def _drain_acks(self, timeout: float) -> None:
@@ -207,6 +252,17 @@ class IngestConnection:
         if seq > self.acked:
             self.acked = seq
             self._send(protocol.Ack(seq=seq))
+
+    def shutting_down(self) -> None:
+        """The daemon is stopping: everything received is committed and acked."""
+        self._send(
+            protocol.Error(
+                code=protocol.SHUTTING_DOWN,
+                message="the daemon is stopping; reconnect and send the rest later",
+                fatal=True,
+                retryable=True,
+            )
+        )
 
     def fail(self, seq: int, message: str) -> None:
         """The writer could not commit: tell the client to reconnect and resend."""

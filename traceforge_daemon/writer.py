@@ -37,15 +37,20 @@ WRITER_PRAGMAS = (
     "PRAGMA foreign_keys=OFF",
 )
 
+# A run's row may be written after a child process's failed step was committed (the
+# child's connection can beat the parent's): the EXISTS keeps that failure visible.
 INSERT_RUN_START = """
-INSERT INTO runs (run_id, run_name, started_at, metadata, pid, host)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO runs (run_id, run_name, started_at, metadata, pid, host, status)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN EXISTS (
+    SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'error') THEN 'error' ELSE 'running' END)
 ON CONFLICT(run_id) DO NOTHING
 """
 
 UPSERT_RUN_END = """
 INSERT INTO runs (run_id, run_name, started_at, ended_at, status, metadata, error, pid, host)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?1, ?2, ?3, ?4, CASE WHEN EXISTS (
+    SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'error') THEN 'error' ELSE ?5 END,
+    ?6, ?7, ?8, ?9)
 ON CONFLICT(run_id) DO UPDATE SET
     ended_at = excluded.ended_at,
     status = CASE WHEN runs.status = 'error' THEN 'error' ELSE excluded.status END,
@@ -58,9 +63,11 @@ INSERT_STEP_START = """
 INSERT INTO steps (step_id, run_id, parent_step_id, step_name, model, input_data,
                    metadata, started_at, status, pid, host)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)
-ON CONFLICT(step_id) DO UPDATE SET input_data = excluded.input_data
-    WHERE steps.input_data IS NULL AND excluded.input_data IS NOT NULL
-      AND steps.run_id = excluded.run_id
+ON CONFLICT(step_id) DO UPDATE SET
+    input_data = COALESCE(steps.input_data, excluded.input_data),
+    metadata = COALESCE(steps.metadata, excluded.metadata),
+    model = COALESCE(steps.model, excluded.model)
+WHERE steps.run_id = excluded.run_id
 """
 
 UPSERT_STEP_END = """
@@ -70,7 +77,7 @@ INSERT INTO steps (step_id, run_id, parent_step_id, step_name, model, input_data
                    error, error_type, traceback, metadata, pid, host)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(step_id) DO UPDATE SET
-    model = excluded.model,
+    model = COALESCE(excluded.model, steps.model),
     input_data = COALESCE(steps.input_data, excluded.input_data),
     output_data = excluded.output_data,
     tokens_input = excluded.tokens_input,
@@ -275,7 +282,7 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
                 e.output_json, e.tokens_input, e.tokens_output, e.tokens_cache_read,
                 e.tokens_cache_write, e.cost_usd, (e.end_ns - e.start_ns) / 1e6,
                 e.start_ns / 1e9, e.end_ns / 1e9, e.status,
-                f"{e.error_type}: {e.error_message}" if e.status == "error" else None,
+                _error_text(e.error_type, e.error_message) if e.status == "error" else None,
                 e.error_type, e.traceback,
                 e.metadata_json if e.metadata_json is not None
                 else (start[0].metadata_json if start else None),
@@ -289,3 +296,10 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
     if drops:
         conn.executemany(INSERT_DROPS, drops)
     return applied
+
+
+def _error_text(error_type: Optional[str], message: Optional[str]) -> str:
+    """The seed's one-line error string, "Type: message", from whichever parts exist."""
+    if error_type and message:
+        return f"{error_type}: {message}"
+    return error_type or message or "error"

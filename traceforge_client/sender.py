@@ -1,0 +1,348 @@
+"""The Sender: one bounded queue and the background thread that drains it.
+
+A traced call only appends an event to the deque (``Sender.emit``). The thread takes
+events off in batches, sends them as frames, and keeps every batch until the daemon
+acks it, which it does only after the SQLite commit. If the connection breaks,
+unacked batches are resent after reconnecting (the daemon ignores duplicates). When
+the deque is full new events are dropped and counted by reason; the counts ride on
+the next batch and count as reported once that batch is acked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import msgspec
+
+from . import protocol
+from .config import Address, ClientConfig
+from .connection import Connection, DaemonError
+from .version import __version__
+
+logger = logging.getLogger("traceforge")
+
+BATCH_EVENTS = 1000
+MAX_INFLIGHT_BATCHES = 16
+IDLE_WAIT = 0.05
+"""How long the sender sleeps when there is nothing to send; bounds live-view latency."""
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+
+
+@dataclass
+class InflightBatch:
+    """A batch sent and not yet acked; resent (renumbered) after a reconnect."""
+
+    seq: int
+    events: list
+    step_ends: int
+    dropped: dict  # drop counts this batch reports; confirmed by its ack
+
+
+class Sender:
+    """The bounded queue and the thread that drains it. One per process."""
+
+    def __init__(self, config: ClientConfig, on_start: Callable[[], None] = lambda: None) -> None:
+        self.config = config
+        self.on_start = on_start  # e.g. register exit hooks, once the thread exists
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.session = uuid.uuid4().hex
+        self.queue: deque = deque()
+        self.max_queue = self.config.max_queue_events
+        self.dropped: dict[str, int] = {}  # counted, not yet sent to the daemon
+        self.dropped_total: dict[str, int] = {}
+        self.inflight: deque[InflightBatch] = deque()
+        self.seq = 0
+        self.acked_events = 0
+        self.acked_step_ends = 0
+        self.sent_batches = 0
+        self.reconnects = 0
+        self.connection: Optional[Connection] = None
+        self.max_frame_bytes = protocol.MAX_FRAME_BYTES
+        self.last_error: Optional[str] = None
+        self._warned = False
+        self._backoff = BACKOFF_MIN
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._closing = False
+        self._closed = False
+        self._give_up_at = 0.0
+
+    # ---- called from the user's threads: must be cheap and must never raise ----
+
+    def emit(self, event: msgspec.Struct) -> None:
+        queue = self.queue
+        if len(queue) >= self.max_queue or self._closed:
+            self._count_drop("shutdown" if self._closed else "queue_full")
+            return
+        queue.append(event)
+        if self._thread is None:
+            self._start()
+        elif len(queue) == BATCH_EVENTS:
+            self._wake.set()
+
+    def _count_drop(self, reason: str, count: int = 1) -> None:
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+            self.dropped_total[reason] = self.dropped_total.get(reason, 0) + count
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="traceforge-sender", daemon=True
+            )
+            self._thread.start()
+        self.on_start()
+
+    def pending(self) -> int:
+        """Events queued or sent but not yet acked."""
+        return len(self.queue) + sum(len(batch.events) for batch in list(self.inflight))
+
+    def _settled(self) -> bool:
+        return not self.queue and not self.inflight and not self.dropped
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every queued event (and drop count) is acked. True if in time."""
+        if self._thread is None:
+            return not self.queue
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while not self._settled():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._idle.wait(min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Flush within ``timeout`` seconds, then stop the thread. Never hangs."""
+        if self._closed:
+            return True
+        timeout = self.config.shutdown_timeout if timeout is None else timeout
+        thread = self._thread
+        if thread is None:
+            self._closed = True
+            return True
+        self._give_up_at = time.monotonic() + timeout
+        self._closing = True
+        self._wake.set()
+        thread.join(timeout + 0.2)
+        self._closed = True
+        lost = self.pending()
+        if lost:
+            self._count_drop("undelivered_at_exit", lost)
+            logger.warning(
+                "traceforge: %d events were not delivered before exit (%s). %s",
+                lost,
+                self.last_error or "timed out",
+                _start_hint(self.config.address),
+            )
+        return lost == 0
+
+    def stats(self) -> dict:
+        with self._lock:
+            dropped = dict(self.dropped)
+            dropped_total = dict(self.dropped_total)
+        return {
+            "queued": len(self.queue),
+            "inflight_batches": len(self.inflight),
+            "acked_events": self.acked_events,
+            "acked_step_ends": self.acked_step_ends,
+            "sent_batches": self.sent_batches,
+            "reconnects": self.reconnects,
+            "dropped": dropped,
+            "dropped_total": dropped_total,
+            "connected": self.connection is not None,
+            "last_error": self.last_error,
+        }
+
+    # ---- the sender thread ----
+
+    def _run(self) -> None:
+        while True:
+            try:
+                if self.connection is None and not self._connect():
+                    if self._closing:
+                        return
+                    self._wake.wait(self._backoff * random.uniform(0.8, 1.2))
+                    self._wake.clear()
+                    self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+                    continue
+                if not self._pump():
+                    return
+            except (OSError, ConnectionError, DaemonError) as exc:
+                self._disconnect(exc)
+            except Exception as exc:  # a bug in TraceForge: never take the app down
+                logger.debug("traceforge sender error", exc_info=True)
+                self._disconnect(exc)
+
+    def _connect(self) -> bool:
+        hello = protocol.Hello(
+            versions=list(protocol.SUPPORTED_VERSIONS),
+            token=self.config.token,
+            client="traceforge-python",
+            client_version=__version__,
+            lang="python",
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            session=self.session,
+        )
+        try:
+            self.connection = Connection(self.config.address, hello)
+        except (OSError, ConnectionError, DaemonError) as exc:
+            self.last_error = f"cannot reach the daemon at {self.config.address}: {exc}"
+            if not self._warned:
+                self._warned = True
+                logger.warning(
+                    "traceforge: %s; buffering up to %d events until it is up. %s",
+                    self.last_error,
+                    self.max_queue,
+                    _start_hint(self.config.address),
+                )
+            return False
+        self.max_frame_bytes = self.connection.hello_ok.max_frame_bytes
+        self.last_error = None
+        self._warned = False
+        # Resend what the previous connection did not get acked, renumbered.
+        pending = list(self.inflight)
+        self.inflight.clear()
+        if pending:
+            self.reconnects += 1
+        for batch in pending:
+            self._send_events(batch.events, batch.dropped)
+        return True
+
+    def _disconnect(self, exc: BaseException) -> None:
+        self.last_error = f"lost the daemon at {self.config.address}: {exc}"
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def _take_drops(self) -> dict:
+        with self._lock:
+            dropped, self.dropped = self.dropped, {}
+        return dropped
+
+    def _send_events(self, events: list, dropped: dict) -> None:
+        """Send ``events`` as one batch, or several if one frame would be too large."""
+        try:
+            frame = protocol.encode_frame(
+                protocol.Batch(seq=self.seq + 1, events=events, dropped=dropped)
+            )
+        except Exception:  # e.g. a lone surrogate in a string: drop only the bad events
+            events = self._encodable(events)
+            frame = protocol.encode_frame(
+                protocol.Batch(seq=self.seq + 1, events=events, dropped=dropped)
+            )
+        if len(frame) - 4 > self.max_frame_bytes:
+            if len(events) > 1:
+                half = len(events) // 2
+                self._send_events(events[:half], dropped)
+                self._send_events(events[half:], {})
+                return
+            self._count_drop("too_large")
+            events = []
+            frame = protocol.encode_frame(
+                protocol.Batch(seq=self.seq + 1, events=events, dropped=dropped)
+            )
+        self.seq += 1
+        step_ends = sum(1 for e in events if type(e) is protocol.StepEnd)
+        self.inflight.append(InflightBatch(self.seq, events, step_ends, dropped))
+        self.connection.send(frame)  # type: ignore[union-attr]
+        self.sent_batches += 1
+
+    def _encodable(self, events: list) -> list:
+        good = []
+        for event in events:
+            try:
+                _event_encoder.encode(event)
+            except Exception:
+                self._count_drop("encode_error")
+            else:
+                good.append(event)
+        return good
+
+    def _pump(self) -> bool:
+        """Send what is queued and read acks. False once shutdown is complete."""
+        queue = self.queue
+        connection = self.connection
+        while (queue or self.dropped) and len(self.inflight) < MAX_INFLIGHT_BATCHES:
+            events = []
+            popleft = queue.popleft
+            try:
+                for _ in range(BATCH_EVENTS):
+                    events.append(popleft())
+            except IndexError:
+                pass
+            self._send_events(events, self._take_drops())
+        closing = self._closing
+        if closing and time.monotonic() > self._give_up_at:
+            return False
+        if self.inflight:
+            room = queue and len(self.inflight) < MAX_INFLIGHT_BATCHES
+            message = connection.read_message(timeout=0 if room else IDLE_WAIT)
+            while message is not None:
+                self._handle(message)
+                message = connection.read_message(timeout=0)
+        elif closing and not queue:
+            try:
+                connection.send(protocol.encode_frame(protocol.Bye()))
+            except OSError:
+                pass
+            connection.close()
+            self.connection = None
+            return False
+        else:
+            self._wake.wait(IDLE_WAIT)
+            self._wake.clear()
+        return True
+
+    def _handle(self, message: msgspec.Struct) -> None:
+        if isinstance(message, protocol.Ack):
+            self._backoff = BACKOFF_MIN  # this connection works: reconnect fast next time
+            inflight = self.inflight
+            while inflight and inflight[0].seq <= message.seq:
+                batch = inflight.popleft()
+                self.acked_events += len(batch.events)
+                self.acked_step_ends += batch.step_ends
+            if self._settled():
+                with self._idle:
+                    self._idle.notify_all()
+        elif isinstance(message, protocol.Error):
+            if message.seq is not None and not message.retryable:
+                # The daemon refused that batch for good: count it, never resend it.
+                for batch in list(self.inflight):
+                    if batch.seq == message.seq:
+                        self.inflight.remove(batch)
+                        self._count_drop("rejected", len(batch.events))
+                        with self._lock:  # its drop report still has to reach the daemon
+                            for reason, count in batch.dropped.items():
+                                self.dropped[reason] = self.dropped.get(reason, 0) + count
+                        break
+                logger.warning("traceforge: the daemon rejected events: %s", message.message)
+            if message.fatal:
+                raise DaemonError(f"{message.code}: {message.message}")
+
+
+_event_encoder = msgspec.msgpack.Encoder()
+
+
+def _start_hint(address: Address) -> str:
+    if address.kind == "unix":
+        return "Start the daemon with `traceforge-daemon start`."
+    return f"Is a daemon listening on {address}?"
