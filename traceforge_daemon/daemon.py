@@ -94,7 +94,7 @@ class Daemon:
         settings = self.settings
         self._loop = asyncio.get_running_loop()
         self.stats.started_at = time.time()
-        _private_dir(settings.home)
+        _private_dir(settings.home, tighten=True)
         _private_dir(settings.socket.parent)
         settings.db.parent.mkdir(parents=True, exist_ok=True)
         self.locks.append(_Lock(Path(f"{settings.db}.lock"), f"the database {settings.db}"))
@@ -260,7 +260,13 @@ class Daemon:
         os.replace(temporary, path)
 
 
-def _private_dir(path: Path) -> None:
-    """Create ``path`` as 0700 if missing; our socket and token live there."""
+def _private_dir(path: Path, tighten: bool = False) -> None:
+    """Create ``path`` as 0700 if missing. ``tighten`` also makes our own existing home
+    0700, since the token and the traces live there; other directories are left alone."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if tighten:
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.chmod(path, 0o700)
+            logger.info("made %s private (mode 0700): it holds traces and the token", path)
 

@@ -91,6 +91,7 @@ class IngestConnection:
         self.acked = 0
         self.received_seq = 0
         self.closed = False
+        self._all_acked: Optional[asyncio.Event] = None
 
     def _describe_peer(self) -> str:
         peer = self.writer.get_extra_info("peername")
@@ -242,16 +243,20 @@ class IngestConnection:
         self.daemon.submit(WriteBatch(self, batch.seq, batch.events, self.pid, self.host))
 
     async def _drain_acks(self, timeout: float) -> None:
-        """After a bye, give the writer a moment to commit what this client sent."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.acked < self.received_seq and loop.time() < deadline and not self.closed:
-            await asyncio.sleep(0.01)
+        """After a bye, give the writer up to ``timeout`` to commit what this client sent."""
+        if self.acked < self.received_seq:
+            self._all_acked = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._all_acked.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
 
     def ack(self, seq: int) -> None:
         if seq > self.acked:
             self.acked = seq
             self._send(protocol.Ack(seq=seq))
+            if self._all_acked is not None and seq >= self.received_seq:
+                self._all_acked.set()
 
     def shutting_down(self) -> None:
         """The daemon is stopping: everything received is committed and acked."""

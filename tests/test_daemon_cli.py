@@ -1,0 +1,180 @@
+"""traceforge-daemon as a user drives it: start, status, stop, detach, refusals, TCP,
+tokens, and databases written by older versions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, DaemonProcess, wait_until
+from traceforge_daemon import schema
+
+CLI = [sys.executable, "-m", "traceforge_daemon"]
+
+
+def cli(env, *args, timeout=60):
+    return subprocess.run([*CLI, *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_status_reports_health_as_json(daemon):
+    daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('r'):\n"
+                      "    with tf.trace_step('s'):\n        pass\ntf.flush(10)")
+    result = cli(daemon.env, "status")
+    assert result.returncode == 0, result.stderr
+    health = json.loads(result.stdout)
+    assert health["status"] == "ok" and health["version"]
+    assert health["events_received"] == health["events_committed"] == 4
+    assert health["database"]["path"] == str(daemon.db)
+    assert health["database"]["size_bytes"] > 0
+    assert health["uptime_s"] >= 0 and "connections" in health and health["client_drops"] == {}
+
+
+def test_status_and_stop_without_a_daemon_say_so(short_tmp):
+    env = DaemonProcess(short_tmp / "empty").env
+    status = cli(env, "status")
+    assert status.returncode == 1 and json.loads(status.stdout)["status"] == "stopped"
+    stop = cli(env, "stop")
+    assert stop.returncode == 1 and "no traceforge daemon is running" in stop.stdout
+
+
+def test_detach_then_stop(short_tmp):
+    home = short_tmp / "bg"
+    env = DaemonProcess(home).env
+    started = cli(env, "start", "--detach", "--http", "127.0.0.1:0")
+    assert started.returncode == 0, started.stderr
+    assert "started in the background" in started.stdout
+    pid = int((home / "daemon.pid").read_text())
+    assert json.loads(cli(env, "status").stdout)["pid"] == pid
+    stopped = cli(env, "stop")
+    assert stopped.returncode == 0 and f"pid {pid}" in stopped.stdout
+    assert not (home / "daemon.json").exists() and not (home / "daemon.sock").exists()
+    assert "stopped" in (home / "daemon.log").read_text()
+
+
+def test_a_second_daemon_on_the_same_database_or_socket_refuses(daemon, short_tmp):
+    same_db = cli(daemon.env, "start", "--http", "127.0.0.1:0",
+                  "--socket", str(short_tmp / "other.sock"))
+    assert same_db.returncode == 1
+    assert f"is already using the database {daemon.db}" in same_db.stderr
+    assert f"pid {daemon.process.pid}" in same_db.stderr
+    same_socket = cli(daemon.env, "start", "--http", "127.0.0.1:0",
+                      "--db", str(short_tmp / "other.db"))
+    assert same_socket.returncode == 1 and "the socket" in same_socket.stderr
+    assert daemon.health()["status"] == "ok"  # the first one never noticed
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_commits_what_was_received_and_exits_0(daemon_factory, signum):
+    daemon = daemon_factory().start()
+    daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('r'):\n"
+                      "    for i in range(500):\n        with tf.trace_step('s'):\n"
+                      "            pass\nassert tf.flush(10)")
+    daemon.process.send_signal(signum)
+    assert daemon.process.wait(30) == 0
+    assert daemon.query("SELECT count(*) FROM steps WHERE status = 'ok'") == [(500,)]
+    assert not daemon.socket.exists()
+    assert daemon.query("PRAGMA journal_mode") == [("wal",)]
+
+
+def test_socket_is_private_and_the_database_in_wal_mode(daemon):
+    assert daemon.socket.stat().st_mode & 0o777 == 0o600
+    assert daemon.home.stat().st_mode & 0o777 == 0o700
+    assert daemon.query("PRAGMA journal_mode") == [("wal",)]
+    assert daemon.query("PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
+
+
+def test_tcp_listener_on_loopback_takes_clients(daemon_factory, short_tmp):
+    daemon = daemon_factory(("--tcp", "127.0.0.1:0")).start()
+    tcp = json.loads((daemon.home / "daemon.json").read_text())["tcp"]
+    assert tcp.startswith("tcp://127.0.0.1:")
+    env = {**daemon.env, "TRACEFORGE_ADDRESS": tcp}
+    daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('over tcp'):\n"
+                      "    pass\nassert tf.flush(10)", env=env)
+    assert daemon.query("SELECT run_name FROM runs") == [("over tcp",)]
+
+
+def test_beyond_loopback_the_token_is_required(daemon_factory):
+    daemon = daemon_factory(("--tcp", "0.0.0.0:0", "--token", "s3cret")).start()
+    port = json.loads((daemon.home / "daemon.json").read_text())["tcp"].rsplit(":", 1)[1]
+    code = ("import json, traceforge_client as tf\nwith tf.trace_run('remote'):\n    pass\n"
+            "print(tf.flush(3)); print(json.dumps(tf.stats()))")
+    env = {**daemon.env, "TRACEFORGE_ADDRESS": f"tcp://127.0.0.1:{port}"}
+    refused = daemon.run_python(code, env=env)
+    assert refused.stdout.splitlines()[0] == "False"
+    assert "auth_failed" in refused.stderr
+    accepted = daemon.run_python(code, env={**env, "TRACEFORGE_TOKEN": "s3cret"})
+    assert accepted.stdout.splitlines()[0] == "True"
+    assert daemon.query("SELECT run_name FROM runs") == [("remote",)]
+
+
+SEED_SCHEMA = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, run_name TEXT NOT NULL, started_at REAL NOT NULL,
+  ended_at REAL, status TEXT NOT NULL DEFAULT 'running', metadata TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE steps (step_id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs,
+  parent_step_id TEXT, step_name TEXT NOT NULL, model TEXT, input_data TEXT NOT NULL,
+  output_data TEXT, tokens_input INTEGER NOT NULL DEFAULT 0,
+  tokens_output INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0.0,
+  latency_ms REAL NOT NULL DEFAULT 0.0, started_at REAL NOT NULL, ended_at REAL, error TEXT);
+CREATE INDEX idx_steps_run_id ON steps(run_id);
+CREATE INDEX idx_steps_parent ON steps(parent_step_id);
+CREATE INDEX idx_steps_name ON steps(step_name);
+CREATE INDEX idx_steps_started ON steps(started_at);
+CREATE INDEX idx_runs_started ON runs(started_at);
+INSERT INTO runs VALUES ('r1', 'old run', 1.0, 2.0, 'error', '{"v": 1}');
+INSERT INTO steps VALUES ('s1', 'r1', NULL, 'search', NULL, '{}', '[]', 0, 0, 0.0, 5.0, 1.0, 1.1, NULL);
+INSERT INTO steps VALUES ('s2', 'r1', 's1', 'llm', 'm', '{}', NULL, 10, 5, 0.01, 3.0, 1.2, 1.3,
+  'ValueError: boom');
+"""
+
+
+def test_a_prototype_database_is_migrated_in_place(daemon_factory, short_tmp):
+    daemon = daemon_factory()
+    daemon.home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(daemon.db) as conn:
+        conn.executescript(SEED_SCHEMA)
+    daemon.start()
+    assert daemon.query("PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
+    assert daemon.query("SELECT step_id, status, error FROM steps ORDER BY step_id") == [
+        ("s1", "ok", None), ("s2", "error", "ValueError: boom"),
+    ]
+    assert daemon.query("SELECT run_name, status, metadata FROM runs") == [
+        ("old run", "error", '{"v": 1}')
+    ]
+    daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('new run'):\n"
+                      "    pass\nassert tf.flush(10)")
+    assert len(daemon.query("SELECT * FROM runs")) == 2
+
+
+def test_a_database_from_a_newer_traceforge_is_refused_clearly(daemon_factory):
+    daemon = daemon_factory()
+    daemon.home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(daemon.db) as conn:
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    result = cli(daemon.env, "start", "--http", "127.0.0.1:0")
+    assert result.returncode == 1
+    assert "newer than this TraceForge" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_flags_get_a_clear_message(short_tmp):
+    env = DaemonProcess(short_tmp / "flags").env
+    result = cli(env, "start", "--http", "nonsense")
+    assert result.returncode == 1
+    assert "expected HOST:PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_port_zero_prints_the_address_it_got(short_tmp):
+    daemon = DaemonProcess(short_tmp / "port0")
+    daemon.home.mkdir(parents=True)
+    daemon.start()
+    try:
+        printed = wait_until(lambda: "http:" in daemon.log() and daemon.log())
+        assert f"http:      {daemon.http_url}" in printed
+        assert not daemon.http_url.endswith(":0")
+    finally:
+        assert daemon.stop() == 0
