@@ -6,7 +6,8 @@ comments. Exact vectors must come out of our encoder byte for byte and decode ba
 same JSON; decode-only vectors are other valid encodings that must decode to the JSON.
 
 The remaining tests fail when the code gains a message, field, default, type, rule or error
-code that protocol.md does not describe, so the document cannot fall behind.
+code that protocol.md does not describe, or when a timeout or limit of the daemon's settings
+differs from the document's, so the document cannot fall behind.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ import msgspec.inspect as mi
 import pytest
 
 from traceforge_client import protocol
+from traceforge_daemon import settings as daemon_settings
 
 DOC = (Path(__file__).resolve().parent.parent / "protocol.md").read_text(encoding="utf-8")
 
 CLIENT_MESSAGES = typing.get_args(protocol.ClientMessage)
 SERVER_MESSAGES = typing.get_args(protocol.ServerMessage)
 EVENTS = typing.get_args(protocol.Event)
-STRUCTS = {
-    cls.__struct_config__.tag: cls
-    for cls in vars(protocol).values()
+DOCUMENTED = CLIENT_MESSAGES + SERVER_MESSAGES + EVENTS
+STRUCTS = {cls.__struct_config__.tag: cls for cls in DOCUMENTED}
+TAGGED = [
+    cls for cls in vars(protocol).values()
     if isinstance(cls, type) and issubclass(cls, msgspec.Struct) and cls.__struct_config__.tag
-}
+]
 ERROR_CODES = {
     value for name, value in vars(protocol).items()
     if isinstance(value, str) and name == value.upper()  # BAD_PREFACE = "bad_preface"
@@ -120,6 +123,8 @@ def test_the_exact_vectors_cover_every_message_and_every_event_kind():
         assert cls.__struct_config__.tag in messages, f"no vector for {cls.__name__}"
     for cls in EVENTS:
         assert cls.__struct_config__.tag in events, f"no batch vector holding a {cls.__name__}"
+    codes = {v.message["code"] for v in VECTORS if v.message["type"] == "error"}
+    assert codes <= ERROR_CODES, f"vectors use undocumented codes: {codes - ERROR_CODES}"
 
 
 # ---- the document keeps up with the code ----
@@ -208,6 +213,20 @@ def test_every_message_is_documented_field_by_field(tag):
             assert fragment in rules, f"the rules of {field.name} should mention {fragment!r}"
 
 
+def test_every_tagged_struct_is_a_documented_message_or_a_lenient_view_of_one():
+    # BatchSeq reads only a batch's seq, so the daemon can name an invalid batch: it needs no
+    # table of its own, but it must not know a field or a type the batch table does not show.
+    for cls in TAGGED:
+        if cls in DOCUMENTED:
+            continue
+        tag = cls.__struct_config__.tag
+        assert tag in STRUCTS, f"{cls.__name__} has the tag {tag!r}, which no message has"
+        documented = {f.name: f for f in mi.type_info(STRUCTS[tag]).fields}
+        for field in mi.type_info(cls).fields:
+            assert field.name in documented, f"{cls.__name__}.{field.name} is undocumented"
+            assert wire_type(field.type) == wire_type(documented[field.name].type)
+
+
 def test_every_error_code_has_a_row_in_the_error_table_and_no_row_is_invented():
     assert "BAD_PREFACE" in vars(protocol) and "bad_preface" in ERROR_CODES
     documented = {row[0].strip("`") for row in table_rows(section("## 10. Errors"))}
@@ -221,3 +240,18 @@ def test_the_limits_and_the_preface_are_the_ones_in_the_code():
     assert protocol.MAX_BATCH_EVENTS == 1000 and "0 to 1000 events (`max_batch_events`)" in DOC
     assert protocol.MAX_FIELD_BYTES == 1024 * 1024 and "under 1 MiB (`MAX_FIELD_BYTES`)" in DOC
     assert protocol.SUPPORTED_VERSIONS == (1,) and "Only version 1 exists." in DOC
+
+
+def test_the_timeouts_and_limits_are_the_daemon_settings_with_their_flags():
+    defaults = {s.name: s.default for s in daemon_settings.SETTINGS}
+    rows = {row[0].strip("`"): row for row in table_rows(section("## 11. Timeouts"))}
+    for name in ("hello_timeout", "body_timeout", "idle_timeout"):
+        _, default, _, flag, _ = rows[name]
+        assert default == f"{defaults[name]:g} s", f"default of {name}"
+        assert flag == f"`--{name.replace('_', '-')}`", f"flag of {name}"
+    assert rows["body_timeout"][4] == "`frame_timeout`"
+    assert rows["idle_timeout"][4] == "`idle_timeout`"
+    assert rows["hello_timeout"][4] == "`hello_timeout`"
+    assert defaults["max_frame_bytes"] == protocol.MAX_FRAME_BYTES and "`--max-frame-bytes`" in DOC
+    assert defaults["max_pending_events"] == 200_000
+    assert "200,000 events (`max_pending_events`, set with `--max-pending-events`)" in DOC

@@ -113,7 +113,7 @@ def test_drops_are_counted_by_reason_and_reported_once_a_daemon_appears(daemon_f
     assert program.returncode == 0, stderr
     final = json.loads(stdout.strip().splitlines()[-1])
     assert final["delivered"] is True
-    assert final["dropped"] == {}  # handed over to the daemon in the hello
+    assert final["dropped"] == {}  # reported with the batches, confirmed by their acks
     total_events = 1 + 2 * 5000 + 1
     health = wait_until(lambda: (h := daemon.health())["client_drops"] and h)
     assert health["client_drops"] == {"queue_full": total_events - 1000}

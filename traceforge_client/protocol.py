@@ -128,9 +128,9 @@ class Batch(msgspec.Struct, tag="batch"):
 
     seq: Annotated[int, Meta(ge=1)]
     events: Annotated[list[Event], Meta(max_length=MAX_BATCH_EVENTS)]
-    dropped: dict[str, int] = {}
-    """Events the client dropped since its last acked report, by reason; like the
-    hello's, but sent on a live connection and confirmed by this batch's ack."""
+    dropped: dict[str, Count] = {}
+    """Events the client dropped and has not had confirmed, by reason (e.g. queue_full);
+    this batch's ack confirms them."""
 
 
 class Bye(msgspec.Struct, tag="bye"):

@@ -67,6 +67,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         http = None if args.http == "off" else split_host_port(args.http)
     except ValueError as exc:
         raise StartupError(f"{exc} (for example 127.0.0.1:8742)") from None
+    if not 64 * 1024 <= args.max_frame_bytes <= 64 * 1024 * 1024:
+        raise StartupError("--max-frame-bytes must be between 65536 and 67108864")
     settings = Settings(
         home=home,
         db=(args.db or home / "traceforge.db").expanduser().absolute(),

@@ -153,7 +153,7 @@ class Daemon:
         for server in self.servers:
             server.close()
         for connection in list(self.connections):
-            connection.reader.feed_eof()  # stop reading after the frame in hand
+            connection.stop_reading()
         if self.writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.writer.stop)
             await asyncio.sleep(0)  # deliver the acks queued by the final commit

@@ -22,7 +22,7 @@ import msgspec
 from traceforge_client import protocol
 from traceforge_client.version import __version__
 
-from .writer import DropReport, WriteBatch
+from .writer import WriteBatch
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -49,7 +49,9 @@ def _decode(body: bytes) -> msgspec.Struct:
             protocol.INVALID_EVENT, f"invalid message: {exc}", seq=_batch_seq(body)
         ) from None
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolViolation(protocol.MALFORMED, f"not a msgpack message: {exc}") from None
+        raise ProtocolViolation(
+            protocol.MALFORMED, f"not a msgpack message: {exc}", seq=_batch_seq(body)
+        ) from None
 
 
 def _batch_seq(body: bytes) -> Optional[int]:
@@ -92,6 +94,7 @@ class IngestConnection:
         self.received_seq = 0
         self.closed = False
         self._all_acked: Optional[asyncio.Event] = None
+        self.refused = False
 
     def _describe_peer(self) -> str:
         peer = self.writer.get_extra_info("peername")
@@ -123,6 +126,7 @@ class IngestConnection:
                         protocol.HELLO_REQUIRED, "a second hello on one connection"
                     )
         except ProtocolViolation as violation:
+            self.refused = True
             self.daemon.stats.rejected_connections += 1
             logger.warning(
                 "closed connection from %s%s: %s: %s",
@@ -234,13 +238,12 @@ class IngestConnection:
             raise ProtocolViolation(
                 protocol.INVALID_EVENT,
                 f"batch seq {batch.seq} is not above the previous {self.received_seq}",
-                seq=batch.seq,
-            )
+            )  # no seq: that number belongs to an earlier batch, which must not be dropped
         self.received_seq = batch.seq
         await self.daemon.wait_for_room()
-        if any(batch.dropped.values()):
-            self.daemon.submit(DropReport(session, self.pid, self.host, batch.dropped))
-        self.daemon.submit(WriteBatch(self, batch.seq, batch.events, self.pid, self.host))
+        self.daemon.submit(
+            WriteBatch(self, batch.seq, batch.events, self.pid, self.host, session, batch.dropped)
+        )
 
     async def _drain_acks(self, timeout: float) -> None:
         """After a bye, give the writer up to ``timeout`` to commit what this client sent."""
@@ -258,8 +261,17 @@ class IngestConnection:
             if self._all_acked is not None and seq >= self.received_seq:
                 self._all_acked.set()
 
+    def stop_reading(self) -> None:
+        """Graceful stop: take no more frames, but keep the socket open for the acks."""
+        transport = self.writer.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        self.reader.feed_eof()
+
     def shutting_down(self) -> None:
         """The daemon is stopping: everything received is committed and acked."""
+        if self.refused:
+            return  # it already got its one error frame
         self._send(
             protocol.Error(
                 code=protocol.SHUTTING_DOWN,

@@ -57,7 +57,13 @@ ON CONFLICT(run_id) DO UPDATE SET
     error = COALESCE(excluded.error, runs.error)
 """
 
-MARK_RUN_FAILED = "UPDATE runs SET status = 'error' WHERE run_id = ? AND status != 'error'"
+# Only when the failed step really is stored under this run (a step id already taken
+# by another run is ignored, and must not fail this one).
+MARK_RUN_FAILED = """
+UPDATE runs SET status = 'error'
+WHERE run_id = ?1 AND status != 'error'
+  AND EXISTS (SELECT 1 FROM steps WHERE step_id = ?2 AND run_id = ?1 AND status = 'error')
+"""
 
 INSERT_STEP_START = """
 INSERT INTO steps (step_id, run_id, parent_step_id, step_name, model, input_data,
@@ -103,21 +109,16 @@ VALUES (?, ?, ?, ?, ?, ?)
 
 @dataclass
 class WriteBatch:
-    """Events from one frame of one connection, plus where to send the ack."""
+    """Events from one frame of one connection, plus where to send the ack. The drop
+    counts the frame carried are written in the same transaction as its events."""
 
     origin: object  # the connection; opaque to the writer
     seq: int
     events: list
     pid: int
     host: str
-
-
-@dataclass
-class DropReport:
-    session: str
-    pid: int
-    host: str
-    dropped: dict
+    session: str = ""
+    dropped: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -186,7 +187,7 @@ class Writer:
                     break
                 items.append(item)
                 count += _event_count(item)
-            if _SHUTDOWN in items:
+            if any(item is _SHUTDOWN for item in items):
                 stopping = True
                 items = [item for item in items if item is not _SHUTDOWN]
             if items:
@@ -214,10 +215,10 @@ class Writer:
         self.stats.events_committed += committed
         self.stats.transactions += 1
         self.stats.last_commit_at = time.time()
+        total = self.stats.drops_reported
         for item in items:
-            if isinstance(item, DropReport):
-                for reason, count in item.dropped.items():
-                    total = self.stats.drops_reported
+            for reason, count in item.dropped.items():
+                if count:
                     total[reason] = total.get(reason, 0) + count
         self.on_committed(items)
 
@@ -228,7 +229,7 @@ def _event_count(item: object) -> int:
 
 def apply(conn: sqlite3.Connection, items: list) -> int:
     """Write ``items`` inside the caller's transaction; return the events applied."""
-    run_starts, run_ends, failed_runs, drops = [], [], set(), []
+    run_starts, run_ends, failed_steps, drops = [], [], [], []
     starts: dict[str, tuple] = {}
     ends: dict[str, tuple] = {}
     applied = 0
@@ -237,18 +238,17 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
         protocol.StepStart, protocol.StepEnd, protocol.RunStart, protocol.RunEnd,
     )
     for item in items:
-        if isinstance(item, DropReport):
-            for reason, count in item.dropped.items():
-                drops.append((item.session, item.pid, item.host, reason, count, now))
-            continue
         pid, host = item.pid, item.host
+        for reason, count in item.dropped.items():
+            if count:
+                drops.append((item.session, pid, host, reason, count, now))
         applied += len(item.events)
         for event in item.events:
             kind = type(event)
             if kind is StepEnd:
                 ends[event.step_id] = (event, pid, host)
                 if event.status == "error":
-                    failed_runs.add(event.run_id)
+                    failed_steps.append((event.run_id, event.step_id))
             elif kind is StepStart:
                 starts[event.step_id] = (event, pid, host)
             elif kind is RunStart:
@@ -277,7 +277,8 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
         for step_id, (e, pid, host) in ends.items():
             start = starts.get(step_id)
             rows.append((
-                step_id, e.run_id, e.parent_step_id, e.name, e.model,
+                step_id, e.run_id, e.parent_step_id, e.name,
+                e.model if e.model is not None or not start else start[0].model,
                 start[0].input_json if start else None,
                 e.output_json, e.tokens_input, e.tokens_output, e.tokens_cache_read,
                 e.tokens_cache_write, e.cost_usd, (e.end_ns - e.start_ns) / 1e6,
@@ -291,8 +292,8 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
         conn.executemany(UPSERT_STEP_END, rows)
     if run_ends:
         conn.executemany(UPSERT_RUN_END, run_ends)
-    if failed_runs:
-        conn.executemany(MARK_RUN_FAILED, [(run_id,) for run_id in failed_runs])
+    if failed_steps:
+        conn.executemany(MARK_RUN_FAILED, failed_steps)
     if drops:
         conn.executemany(INSERT_DROPS, drops)
     return applied
