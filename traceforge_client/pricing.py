@@ -18,6 +18,10 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+UNPRICED = float("nan")
+"""Set a step's ``cost_usd`` to this to store it as unpriced (NULL) even though its model
+has a price, e.g. for a mode the table does not cover. Never shown as $0."""
+
 PRICES_CHECKED = "2026-11-25"
 """When the table below was last compared with PRICES_SOURCE."""
 

@@ -5,7 +5,6 @@ into the caller."""
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Optional
 
 from .. import pricing
@@ -13,8 +12,6 @@ from .. import pricing
 logger = logging.getLogger("traceforge")
 
 _TRANSPORT_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
-UNPRICED = math.nan
-"""A cost that means "unpriced": the tracer stores a NaN cost as NULL, never as $0."""
 
 
 def request_input(kwargs: dict) -> dict:
@@ -69,7 +66,7 @@ def record_message(record: dict, request: dict, message: Any, *, stream: bool,
             # Fast mode bills at a premium the price table does not hold: say "unpriced"
             # rather than report the standard price.
             metadata["unpriced_reason"] = "fast mode is not in the price table"
-            record["cost_usd"] = UNPRICED
+            record["cost_usd"] = pricing.UNPRICED
         else:
             one_hour = _int((usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens"))
             cost = pricing.step_cost(model, tokens_input, tokens_output, cache_read, cache_write,
