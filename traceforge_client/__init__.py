@@ -18,6 +18,7 @@ from typing import Optional
 
 from . import children as _children
 from .context import TracedThreadPoolExecutor, child_env, current_run_id, current_step_id, propagate
+from .storage import get_storage
 from .tracer import current_step, trace_run, trace_step, trace_step_decorator
 from .transport import configure as _configure
 from .transport import flush, shutdown, stats
@@ -47,6 +48,7 @@ __all__ = [
     "current_step",
     "current_step_id",
     "flush",
+    "get_storage",
     "init",
     "propagate",
     "shutdown",

@@ -72,4 +72,7 @@ def create_app(daemon: "Daemon") -> web.Application:
     app = web.Application(middlewares=[json_errors, token_guard], client_max_size=1024**2)
     app[DAEMON] = daemon
     app.router.add_get("/api/health", health)
+    from .api import setup_api  # here, not at the top: the API modules import this one
+
+    setup_api(app)
     return app

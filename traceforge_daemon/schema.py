@@ -10,13 +10,23 @@ still read), improved where the queries need it:
   start (possible after a reconnect);
 - indexes serve the run list, the run detail, and every search filter: by name, time,
   error status (a partial index over failed steps only) and total tokens.
+
+Version 2 links a replayed run to the step it replays. The link travels in the run's
+metadata (``traceforge.replay_of_run_id``, ``traceforge.replay_of_step_id``, set by
+``traceforge_client.replay``) and shows as two generated columns, so the writer and
+the wire protocol need nothing new. It also indexes runs by name and by status, which
+the run list filters on once runs number in the hundreds of thousands, and failed
+steps by run and by name (partial indexes: only failed rows pay for them), so "the
+errors of this run" or "of this step name" never walk every step of a frequent name.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+from traceforge_client.replay import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
+
+SCHEMA_VERSION = 2
 MIN_SQLITE = (3, 35, 0)  # UPSERT with several ON CONFLICT targets, RETURNING
 
 SCHEMA_V1 = """
@@ -72,6 +82,31 @@ CREATE TABLE IF NOT EXISTS client_drops (
 );
 """
 
+
+def _metadata_value(key: str) -> str:
+    """A generated-column expression reading ``key`` from runs.metadata. json_valid
+    guards it: a malformed metadata string must never fail the writer's insert."""
+    return f"""CASE WHEN json_valid(metadata) THEN json_extract(metadata, '$."{key}"') END"""
+
+
+SCHEMA_V2 = f"""
+ALTER TABLE runs ADD COLUMN replay_of_run_id TEXT
+    GENERATED ALWAYS AS ({_metadata_value(REPLAY_OF_RUN_KEY)}) VIRTUAL;
+ALTER TABLE runs ADD COLUMN replay_of_step_id TEXT
+    GENERATED ALWAYS AS ({_metadata_value(REPLAY_OF_STEP_KEY)}) VIRTUAL;
+CREATE INDEX IF NOT EXISTS idx_runs_replay_of_run ON runs(replay_of_run_id, started_at)
+    WHERE replay_of_run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_runs_replay_of_step ON runs(replay_of_step_id, started_at)
+    WHERE replay_of_step_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_steps_errors_by_run ON steps(run_id, started_at)
+    WHERE status = 'error';
+CREATE INDEX IF NOT EXISTS idx_steps_errors_by_name ON steps(step_name, started_at)
+    WHERE status = 'error';
+CREATE INDEX IF NOT EXISTS idx_runs_name ON runs(run_name, started_at);
+CREATE INDEX IF NOT EXISTS idx_runs_status ON runs(status, started_at);
+"""
+
+
 class SchemaError(Exception):
     """The database cannot be used: too new, or SQLite itself is too old."""
 
@@ -97,19 +132,27 @@ def migrate(conn: sqlite3.Connection) -> int:
         return version
     conn.execute("BEGIN IMMEDIATE")
     try:
-        seed = version == 0 and _has_table(conn, "steps")
-        if seed:
-            _set_aside_seed_tables(conn)
-        for statement in _statements(SCHEMA_V1):
-            conn.execute(statement)
-        if seed:
-            _copy_seed_rows(conn)
+        if version < 1:
+            _create_v1(conn)
+        if version < 2:
+            for statement in _statements(SCHEMA_V2):
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return version
+
+
+def _create_v1(conn: sqlite3.Connection) -> None:
+    seed = _has_table(conn, "steps")
+    if seed:
+        _set_aside_seed_tables(conn)
+    for statement in _statements(SCHEMA_V1):
+        conn.execute(statement)
+    if seed:
+        _copy_seed_rows(conn)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

@@ -1,0 +1,88 @@
+"""Schema version 2: a version-1 database migrates in place, and a replayed run's link
+to its original comes out of its metadata without ever failing the writer."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from api_support import call, get
+from traceforge_client.replay import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
+from traceforge_daemon import schema
+
+V2_INDEXES = {"idx_runs_replay_of_run", "idx_runs_replay_of_step", "idx_steps_errors_by_run",
+              "idx_steps_errors_by_name", "idx_runs_name", "idx_runs_status"}
+
+
+def _version_1(path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in schema._statements(schema.SCHEMA_V1):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    return conn
+
+
+def _indexes(conn) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+
+
+def test_a_version_1_database_migrates_to_2_and_derives_replay_links(tmp_path):
+    conn = _version_1(tmp_path / "v1.db")
+    link = {REPLAY_OF_RUN_KEY: "a" * 32, REPLAY_OF_STEP_KEY: "b" * 16, "other": 1}
+    conn.execute("INSERT INTO runs (run_id, run_name, started_at, metadata) VALUES "
+                 "('r1', 'replay: x', 1, ?), ('r2', 'plain', 2, '{}'), ('r3', 'bad', 3, '{oops')",
+                 (json.dumps(link),))
+    assert schema.migrate(conn) == 1
+    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert V2_INDEXES <= _indexes(conn)
+    rows = conn.execute("SELECT run_id, replay_of_run_id, replay_of_step_id FROM runs "
+                        "ORDER BY run_id").fetchall()
+    assert rows == [("r1", "a" * 32, "b" * 16), ("r2", None, None), ("r3", None, None)]
+    # malformed metadata written after the migration is stored, not refused
+    conn.execute("INSERT INTO runs (run_id, run_name, started_at, metadata) "
+                 "VALUES ('r4', 'bad', 4, 'not json')")
+    assert conn.execute("SELECT replay_of_run_id FROM runs WHERE run_id = 'r4'").fetchone() \
+        == (None,)
+    assert schema.migrate(conn) == 2  # already current: nothing to do
+    conn.close()
+
+
+def test_a_new_database_is_created_at_version_2(tmp_path):
+    conn = sqlite3.connect(tmp_path / "new.db", isolation_level=None)
+    assert schema.migrate(conn) == 0
+    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,) == (2,)
+    assert V2_INDEXES <= _indexes(conn)
+    conn.close()
+
+
+SEED_RUN = "44643ab8-6e5f-4b44-97b1-6b1d63aae594"
+SEED_STEP = "a1b2c3d4-e5f6-4001-8a2b-3c4d5e6f7081"
+SEED_DB = f"""
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, run_name TEXT NOT NULL, started_at REAL NOT NULL,
+    ended_at REAL, status TEXT NOT NULL DEFAULT 'running', metadata TEXT NOT NULL DEFAULT '{{}}');
+CREATE TABLE steps (step_id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs,
+    parent_step_id TEXT, step_name TEXT NOT NULL, model TEXT, input_data TEXT NOT NULL,
+    output_data TEXT, tokens_input INTEGER NOT NULL DEFAULT 0,
+    tokens_output INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0.0,
+    latency_ms REAL NOT NULL DEFAULT 0.0, started_at REAL NOT NULL, ended_at REAL, error TEXT);
+INSERT INTO runs VALUES ('{SEED_RUN}', 'seed run', 100.0, 101.0, 'success', '{{}}');
+INSERT INTO steps VALUES ('{SEED_STEP}', '{SEED_RUN}', NULL, 'summarize', 'claude-sonnet-4-6',
+    '{{"q": 1}}', '"ok"', 89, 95, 0.000169, 1333.2, 100.1, 101.4, NULL);
+"""
+
+
+def test_a_prototype_database_with_uuid_ids_is_served_by_the_api(daemon_factory):
+    daemon = daemon_factory()
+    daemon.home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(daemon.db) as conn:
+        conn.executescript(SEED_DB)
+    daemon.start()
+    detail = get(daemon.http_url, f"/api/runs/{SEED_RUN}", payloads="true")
+    assert detail["run"]["run_name"] == "seed run" and detail["roots"] == [SEED_STEP]
+    assert detail["steps"][0]["input_data"] == {"q": 1}
+    assert get(daemon.http_url, f"/api/steps/{SEED_STEP}/inputs")["original_output"] == "ok"
+    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{SEED_RUN}/export")
+    span = json.loads(text)
+    assert span["traceId"] == SEED_RUN.replace("-", "")
+    assert span["spanId"] == SEED_STEP.replace("-", "")[-16:]
+    assert daemon.stop() == 0

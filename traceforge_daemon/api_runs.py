@@ -1,0 +1,102 @@
+"""HTTP handlers for runs: the list, one run as a tree, its JSONL export, and compare."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import otel_export, rows
+from .api_common import json_bytes, not_found, read
+from .app import ApiError
+from .compare import UnknownRun, compare_runs
+from .params import Query, bad, check_run_id, decode_cursor, encode_cursor
+from .runs_query import RunFilter, list_runs, run_detail
+
+RUN_STATUSES = ("running", "success", "error")
+MAX_RUNS_PAGE = 500
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/runs")
+async def get_runs(request: web.Request) -> web.Response:
+    """Runs with totals, newest first; page with ``cursor`` (or ``offset``)."""
+    query = Query(request, ("name", "q", "status", "start_time", "end_time", "replay_of",
+                            "limit", "offset", "cursor"))
+    run_filter = RunFilter(
+        name=query.text("name"),
+        name_contains=query.text("q"),
+        status=query.choice("status", RUN_STATUSES),
+        start_time=query.number("start_time"),
+        end_time=query.number("end_time"),
+        replay_of=query.run_id("replay_of"),
+        limit=query.integer("limit", 50, minimum=1, maximum=MAX_RUNS_PAGE),
+        offset=query.integer("offset", 0),
+        cursor=decode_cursor(query),
+    )
+    if run_filter.cursor is not None and run_filter.offset:
+        raise bad("offset", "cannot be combined with 'cursor'; use one way of paging")
+
+    def page(conn) -> bytes:
+        runs, next_cursor = list_runs(conn, run_filter)
+        return rows.encode({
+            "runs": runs,
+            "next_cursor": None if next_cursor is None else encode_cursor(*next_cursor),
+            "limit": run_filter.limit,
+        })
+
+    return json_bytes(await read(request, page))
+
+
+@routes.get("/api/runs/{run_id}")
+async def get_run(request: web.Request) -> web.Response:
+    """The run and its steps as a tree, with depth and offset for a waterfall."""
+    run_id = check_run_id(request.match_info["run_id"])
+    query = Query(request, ("payloads",))
+    payloads = query.boolean("payloads", False)
+
+    def detail(conn) -> bytes | None:
+        found = run_detail(conn, run_id, payloads)
+        return None if found is None else rows.encode(found)
+
+    body = await read(request, detail)
+    if body is None:
+        raise not_found("run", run_id)
+    return json_bytes(body)
+
+
+@routes.get("/api/runs/{run_id}/export")
+async def export_run(request: web.Request) -> web.StreamResponse:
+    """The run's steps as OpenTelemetry-style spans, one JSON object per line."""
+    run_id = check_run_id(request.match_info["run_id"])
+    Query(request, ())
+    chunks = await read(request, otel_export.export_run, run_id)
+    if chunks is None:
+        raise not_found("run", run_id)
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/x-ndjson",
+        "Content-Disposition": f'attachment; filename="traceforge-{run_id}.jsonl"',
+    })
+    response.content_length = sum(len(chunk) for chunk in chunks)
+    await response.prepare(request)
+    for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+@routes.get("/api/compare")
+async def compare(request: web.Request) -> web.Response:
+    """Two runs side by side: paired steps with deltas (B minus A), and the unpaired."""
+    query = Query(request, ("run_id_a", "run_id_b"))
+    run_id_a, run_id_b = query.run_id("run_id_a"), query.run_id("run_id_b")
+    for name, value in (("run_id_a", run_id_a), ("run_id_b", run_id_b)):
+        if value is None:
+            raise bad(name, "is required: the id of a run to compare")
+
+    def diff(conn) -> bytes:
+        return rows.encode(compare_runs(conn, run_id_a, run_id_b))
+
+    try:
+        return json_bytes(await read(request, diff))
+    except UnknownRun as exc:
+        raise ApiError(404, str(exc)) from None

@@ -1,0 +1,114 @@
+"""HTTP handlers for steps: one step, its replay inputs, the search, and replay."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from . import rows
+from .api_common import json_bytes, not_found, read
+from .app import ApiError
+from .params import Query, bad, check_step_id, decode_cursor, encode_cursor
+from .steps_query import StepFilter, get_step, search, step_inputs
+
+MAX_SEARCH_PAGE = 1000
+MAX_REPLAY_BODY = 1024 * 1024
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/steps/{step_id}")
+async def get_one_step(request: web.Request) -> web.Response:
+    """One step with its input, output, error and traceback, children and replays."""
+    step_id = check_step_id(request.match_info["step_id"])
+    Query(request, ())
+
+    def detail(conn) -> bytes | None:
+        step = get_step(conn, step_id)
+        return None if step is None else rows.encode(step)
+
+    body = await read(request, detail)
+    if body is None:
+        raise not_found("step", step_id)
+    return json_bytes(body)
+
+
+@routes.get("/api/steps/{step_id}/inputs")
+async def get_inputs(request: web.Request) -> web.Response:
+    """What re-running the step needs: name, recorded input, model, parameters, output."""
+    step_id = check_step_id(request.match_info["step_id"])
+    Query(request, ())
+    inputs = await read(request, step_inputs, step_id)
+    if inputs is None:
+        raise not_found("step", step_id)
+    return json_bytes(rows.encode(inputs))
+
+
+@routes.get("/api/search")
+async def search_steps(request: web.Request) -> web.Response:
+    """The seed's step query; every filter combines with the others."""
+    query = Query(request, ("run_id", "step_name", "has_error", "min_tokens", "start_time",
+                            "end_time", "limit", "cursor", "payloads"))
+    step_filter = StepFilter(
+        run_id=query.run_id(),
+        step_name=query.text("step_name"),
+        has_error=query.boolean("has_error"),
+        min_tokens=query.integer("min_tokens"),
+        start_time=query.number("start_time"),
+        end_time=query.number("end_time"),
+        limit=query.integer("limit", 100, minimum=1, maximum=MAX_SEARCH_PAGE),
+        cursor=decode_cursor(query),
+        payloads=query.boolean("payloads", True),
+    )
+
+    def page(conn) -> bytes:
+        steps, next_cursor = search(conn, step_filter)
+        return rows.encode({
+            "steps": steps,
+            "next_cursor": None if next_cursor is None else encode_cursor(*next_cursor),
+            "limit": step_filter.limit,
+        })
+
+    return json_bytes(await read(request, page))
+
+
+@routes.post("/api/replay")
+async def replay(request: web.Request) -> web.Response:
+    """The inputs to re-run a step, with ``override_input`` (when given) as its input.
+
+    The daemon does not run anything: ``traceforge_client.replay.replay_step`` calls
+    your executor with these inputs and records the result as a run linked to this one.
+    """
+    Query(request, ())
+    body = await _json_object(request)
+    unknown = set(body) - {"step_id", "override_input"}
+    if unknown:
+        raise bad(min(unknown), "is not known here; send step_id and override_input")
+    step_id = body.get("step_id")
+    if not isinstance(step_id, str):
+        raise bad("step_id", "is required in the body: the id of the step to replay")
+    check_step_id(step_id)
+    inputs = await read(request, step_inputs, step_id)
+    if inputs is None:
+        raise not_found("step", step_id)
+    override = body.get("override_input")
+    inputs["original_input"] = inputs["input_data"]
+    inputs["overridden"] = override is not None
+    if override is not None:
+        inputs["input_data"] = override
+    return json_bytes(rows.encode(inputs))
+
+
+async def _json_object(request: web.Request) -> dict:
+    if request.content_length is not None and request.content_length > MAX_REPLAY_BODY:
+        raise ApiError(413, f"the body is over {MAX_REPLAY_BODY} bytes")
+    raw = await request.read()
+    try:  # strict JSON: no NaN, no lone surrogates, which could not be sent back
+        body = msgspec.json.decode(raw or b"null")
+    except (msgspec.DecodeError, RecursionError):
+        raise ApiError(400, "the body must be JSON: {\"step_id\": \"...\", "
+                       "\"override_input\": ...}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object with 'step_id' "
+                       "(and optionally 'override_input')")
+    return body

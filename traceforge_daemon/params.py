@@ -1,0 +1,135 @@
+"""Checking request parameters: every bad value becomes a 400 that names the parameter.
+
+Handlers read their query string through ``Query``, which also rejects parameters the
+route does not know (a misspelt filter would otherwise be silently ignored) and
+parameters given twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from typing import Any, Iterable, Optional
+
+from aiohttp import web
+
+from .app import ApiError
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+STEP_ID = re.compile(r"^[0-9a-f]{16}$")
+LEGACY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+"""A uuid4 string: how the single-process prototype keyed rows that a migration kept."""
+
+MAX_INT = 2**53  # beyond this SQLite's 64-bit integers and JSON numbers disagree
+MAX_TEXT = 512
+ALWAYS_ALLOWED = frozenset({"token"})  # read by the token guard, not by handlers
+
+TRUE = frozenset({"1", "true", "yes", "on"})
+FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def bad(name: str, message: str) -> ApiError:
+    return ApiError(400, f"parameter '{name}' {message}")
+
+
+def check_run_id(value: str, name: str = "run_id") -> str:
+    if RUN_ID.match(value) or LEGACY_ID.match(value):
+        return value
+    raise bad(name, f"must be a run id, 32 lowercase hex characters; got {value[:80]!r}")
+
+
+def check_step_id(value: str, name: str = "step_id") -> str:
+    if STEP_ID.match(value) or LEGACY_ID.match(value):
+        return value
+    raise bad(name, f"must be a step id, 16 lowercase hex characters; got {value[:80]!r}")
+
+
+class Query:
+    """Typed access to a request's query string, for one route's known parameters."""
+
+    def __init__(self, request: web.Request, allowed: Iterable[str]) -> None:
+        self.values = request.query
+        allowed = set(allowed) | ALWAYS_ALLOWED
+        for name in self.values:
+            if name not in allowed:
+                known = ", ".join(sorted(allowed - ALWAYS_ALLOWED)) or "none"
+                raise bad(name, f"is not known here; known parameters: {known}")
+            if len(self.values.getall(name)) > 1:
+                raise bad(name, "is given more than once; give it once")
+
+    def text(self, name: str, max_length: int = MAX_TEXT) -> Optional[str]:
+        value = self.values.get(name)
+        if value is None or value == "":
+            return None
+        if len(value) > max_length:
+            raise bad(name, f"is longer than {max_length} characters")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> Optional[str]:
+        value = self.text(name)
+        if value is not None and value not in choices:
+            raise bad(name, f"must be one of {', '.join(choices)}; got {value[:80]!r}")
+        return value
+
+    def integer(self, name: str, default: Optional[int] = None, minimum: int = 0,
+                maximum: int = MAX_INT) -> Optional[int]:
+        value = self.values.get(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise bad(name, f"must be a whole number; got {value[:80]!r}") from None
+        if not minimum <= number <= maximum:
+            raise bad(name, f"must be between {minimum} and {maximum}; got {number}")
+        return number
+
+    def number(self, name: str) -> Optional[float]:
+        value = self.values.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or abs(number) > 1e15:
+            raise bad(name, f"must be a number of seconds since the epoch; got {value[:80]!r}")
+        return number
+
+    def boolean(self, name: str, default: Optional[bool] = None) -> Optional[bool]:
+        value = self.values.get(name)
+        if value is None or value == "":
+            return default
+        lowered = value.strip().lower()
+        if lowered in TRUE:
+            return True
+        if lowered in FALSE:
+            return False
+        raise bad(name, f"must be true or false; got {value[:80]!r}")
+
+    def run_id(self, name: str = "run_id") -> Optional[str]:
+        value = self.text(name, max_length=64)
+        return None if value is None else check_run_id(value, name)
+
+
+def encode_cursor(*parts: Any) -> str:
+    """An opaque page cursor: the sort key of the last row returned."""
+    text = "|".join(repr(part) for part in parts)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(query: Query, name: str = "cursor") -> Optional[tuple[float, int]]:
+    """(started_at, rowid) from a cursor made by ``encode_cursor``."""
+    value = query.text(name, max_length=200)
+    if value is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        started, rowid = text.split("|")
+        result = float(started), int(rowid)
+    except (ValueError, UnicodeDecodeError):
+        raise bad(name, "is not a cursor this API returned; pass next_cursor as given") from None
+    if not math.isfinite(result[0]) or abs(result[1]) > MAX_INT:
+        raise bad(name, "is not a cursor this API returned; pass next_cursor as given")
+    return result

@@ -1,0 +1,142 @@
+"""The API's shapes for stored runs and steps: which columns, and how rows become JSON.
+
+Payload columns (inputs, outputs, metadata) are JSON text in the database and are
+served as JSON values; text that does not parse is served as the string it is.
+``cost_usd`` stays None when a step is unpriced (tokens used, no known price): it is
+never reported as 0.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Iterable, Optional
+
+import msgspec
+
+STEP_SUMMARY_COLUMNS = (
+    "step_id", "parent_step_id", "step_name", "model", "status", "started_at", "ended_at",
+    "latency_ms", "tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write",
+    "cost_usd", "error_type", "error",
+)
+"""What a list of many steps carries: enough for a waterfall, no payloads."""
+
+STEP_PAYLOAD_COLUMNS = ("input_data", "output_data", "metadata")
+STEP_FULL_COLUMNS = (
+    ("run_id",) + STEP_SUMMARY_COLUMNS + STEP_PAYLOAD_COLUMNS + ("traceback", "pid", "host")
+)
+
+RUN_COLUMNS = (
+    "run_id", "run_name", "started_at", "ended_at", "status", "metadata", "error", "pid",
+    "host", "replay_of_run_id", "replay_of_step_id",
+)
+
+SUMMARY_ERROR_CHARS = 300
+"""Step lists cut error messages to this length; the step detail has the whole text."""
+
+_decoder = msgspec.json.Decoder()
+encode = msgspec.json.Encoder().encode
+
+
+def select_list(columns: Iterable[str], table: str = "") -> str:
+    prefix = f"{table}." if table else ""
+    return ", ".join(prefix + column for column in columns)
+
+
+def decode_json(text: Optional[str]) -> Any:
+    """A stored JSON payload as a value; None stays None, broken JSON stays text."""
+    if text is None:
+        return None
+    try:
+        return _decoder.decode(text)
+    except msgspec.DecodeError:
+        return text
+
+
+def step_dict(columns: tuple[str, ...], row: tuple) -> dict:
+    step = dict(zip(columns, row))
+    for column in STEP_PAYLOAD_COLUMNS:
+        if column in step:
+            step[column] = decode_json(step[column])
+    return step
+
+
+def summary_dict(row: tuple) -> dict:
+    step = dict(zip(STEP_SUMMARY_COLUMNS, row))
+    error = step["error"]
+    if error is not None and len(error) > SUMMARY_ERROR_CHARS:
+        step["error"] = error[:SUMMARY_ERROR_CHARS] + "…"
+    return step
+
+
+def run_dict(row: tuple) -> dict:
+    run = dict(zip(RUN_COLUMNS, row))
+    run["metadata"] = decode_json(run["metadata"])
+    ended = run["ended_at"]
+    run["duration_ms"] = None if ended is None else round((ended - run["started_at"]) * 1000, 3)
+    return run
+
+
+def fetch_run(conn: sqlite3.Connection, run_id: str) -> Optional[dict]:
+    row = conn.execute(
+        f"SELECT {select_list(RUN_COLUMNS)} FROM runs WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return None if row is None else run_dict(row)
+
+
+class Totals:
+    """Running sums over a run's steps, in the shape every run summary carries."""
+
+    __slots__ = ("steps", "running", "errors", "tokens_input", "tokens_output",
+                 "cache_read", "cache_write", "cost", "priced", "unpriced")
+
+    def __init__(self) -> None:
+        self.steps = self.running = self.errors = 0
+        self.tokens_input = self.tokens_output = self.cache_read = self.cache_write = 0
+        self.cost = 0.0
+        self.priced = self.unpriced = 0
+
+    def add(self, step: dict) -> None:
+        self.steps += 1
+        status = step["status"]
+        if status == "running":
+            self.running += 1
+        elif status == "error":
+            self.errors += 1
+        self.tokens_input += step["tokens_input"]
+        self.tokens_output += step["tokens_output"]
+        self.cache_read += step["tokens_cache_read"]
+        self.cache_write += step["tokens_cache_write"]
+        if step["cost_usd"] is None:
+            self.unpriced += 1
+        else:
+            self.priced += 1
+            self.cost += step["cost_usd"]
+
+    def as_dict(self) -> dict:
+        return totals_dict(
+            self.steps, self.running, self.errors, self.tokens_input, self.tokens_output,
+            self.cache_read, self.cache_write, self.cost, self.priced, self.unpriced,
+        )
+
+
+def totals_dict(steps: int, running: int, errors: int, tokens_input: int, tokens_output: int,
+                cache_read: int, cache_write: int, cost: float, priced: int,
+                unpriced: int) -> dict:
+    """Run totals. ``cost_usd`` sums the priced steps; it is None only when no step
+    is priced and some are unpriced, since a sum of nothing known is not $0."""
+    return {
+        "step_count": steps,
+        "running_steps": running,
+        "error_count": errors,
+        "tokens_input": tokens_input,
+        "tokens_output": tokens_output,
+        "tokens_cache_read": cache_read,
+        "tokens_cache_write": cache_write,
+        "total_tokens": tokens_input + tokens_output,
+        "cost_usd": None if unpriced and not priced else round(cost, 10),
+        "unpriced_steps": unpriced,
+    }
+
+
+def empty_totals() -> dict:
+    return Totals().as_dict()
