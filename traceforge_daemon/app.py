@@ -73,6 +73,8 @@ def create_app(daemon: "Daemon") -> web.Application:
     app[DAEMON] = daemon
     app.router.add_get("/api/health", health)
     from .api import setup_api  # here, not at the top: the API modules import this one
+    from .ui import setup_ui
 
     setup_api(app)
+    setup_ui(app)
     return app
