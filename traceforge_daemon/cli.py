@@ -241,6 +241,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list] = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # e.g. `traceforge-daemon status | head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Optional[list]) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "start":
         logging.basicConfig(
