@@ -165,6 +165,7 @@ def wire_type(t: mi.Type) -> str:
 
 
 ID_PATTERNS = {"^[0-9a-f]{32}$": "run id", "^[0-9a-f]{16}$": "step id"}
+ID_LENGTHS = {32: "run id", 16: "step id"}
 
 
 def rule_fragments(t: mi.Type) -> list[str]:
@@ -173,7 +174,9 @@ def rule_fragments(t: mi.Type) -> list[str]:
         return [f for x in t.types for f in rule_fragments(x)]
     if isinstance(t, mi.StrType):
         fragments = [ID_PATTERNS.get(t.pattern, t.pattern)] if t.pattern else []
-        if t.min_length is not None or t.max_length is not None:
+        if t.min_length == t.max_length and t.max_length in ID_LENGTHS:
+            fragments.append(ID_LENGTHS[t.max_length])  # hex digits: protocol.invalid_id
+        elif t.min_length is not None or t.max_length is not None:
             fragments.append(f"{t.min_length or 0} to {t.max_length} characters")
         return fragments
     if isinstance(t, (mi.IntType, mi.FloatType)):
@@ -224,7 +227,21 @@ def test_every_tagged_struct_is_a_documented_message_or_a_lenient_view_of_one():
         documented = {f.name: f for f in mi.type_info(STRUCTS[tag]).fields}
         for field in mi.type_info(cls).fields:
             assert field.name in documented, f"{cls.__name__}.{field.name} is undocumented"
+            if isinstance(field.type, mi.RawType):
+                continue  # pre-encoded bytes of the documented field (EncodedBatch.events)
             assert wire_type(field.type) == wire_type(documented[field.name].type)
+
+
+def test_an_encoded_batch_is_byte_for_byte_the_batch_it_stands_for():
+    events = [
+        protocol.RunStart(run_id="4bf92f3577b34da6a3ce929d0e0e4736", name="r", start_ns=1),
+        protocol.StepEnd(run_id="4bf92f3577b34da6a3ce929d0e0e4736", step_id="00f067aa0ba902b7",
+                         name="s", start_ns=1, end_ns=2),
+    ]
+    dropped = {"queue_full": 3}
+    raw = msgspec.Raw(msgspec.msgpack.encode(events))
+    assert protocol.encode_frame(protocol.EncodedBatch(7, raw, dropped)) == protocol.encode_frame(
+        protocol.Batch(seq=7, events=events, dropped=dropped))
 
 
 def test_every_error_code_has_a_row_in_the_error_table_and_no_row_is_invented():

@@ -28,16 +28,17 @@ class _StepIdSource:
         self.reset()
 
     def reset(self) -> None:
-        prefix = 0
-        while prefix == 0:  # an all-zero span id is invalid in OpenTelemetry
-            prefix = int.from_bytes(os.urandom(4), "big")
-        self._prefix = f"{prefix:08x}"
-        start = int.from_bytes(os.urandom(4), "big") >> 1  # leave room before wrap-around
-        # itertools.count is atomic under the GIL: no lock on the hot path.
-        self._counter = itertools.count(start)
+        # Not 0 (an all-zero span id is invalid in OpenTelemetry) and not 2**32 - 1, so
+        # the counter below can never carry past 64 bits.
+        prefix = 1 + int.from_bytes(os.urandom(4), "big") % (2**32 - 2)
+        start = int.from_bytes(os.urandom(4), "big") >> 1  # 2**31 ids before the low half wraps
+        # itertools.count is atomic under the GIL: no lock on the hot path. The low 32 bits
+        # count up from ``start``; a wrap after 2**31 ids would carry into the prefix, which
+        # only changes the prefix, never repeats an id within this process.
+        self._counter = itertools.count((prefix << 32) | start)
 
     def next(self) -> str:
-        return "%s%08x" % (self._prefix, next(self._counter) & 0xFFFF_FFFF)
+        return "%016x" % next(self._counter)
 
 
 _step_ids = _StepIdSource()

@@ -39,10 +39,12 @@ BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 
 @dataclass
 class InflightBatch:
-    """A batch sent and not yet acked; resent (renumbered) after a reconnect."""
+    """A batch sent and not yet acked; resent (renumbered) after a reconnect. Kept as
+    encoded bytes, so the event objects are freed as soon as they are sent."""
 
     seq: int
-    events: list
+    events: msgspec.Raw  # the msgpack array of events
+    count: int
     step_ends: int
     dropped: dict  # drop counts this batch reports; confirmed by its ack
 
@@ -110,7 +112,7 @@ class Sender:
 
     def pending(self) -> int:
         """Events queued or sent but not yet acked."""
-        return len(self.queue) + sum(len(batch.events) for batch in list(self.inflight))
+        return len(self.queue) + sum(batch.count for batch in list(self.inflight))
 
     def _settled(self) -> bool:
         return not self.queue and not self.inflight and not self.dropped
@@ -224,7 +226,7 @@ class Sender:
         if pending:
             self.reconnects += 1
         for batch in pending:
-            self._send_events(batch.events, batch.dropped)
+            self._send_encoded(batch.events, batch.count, batch.step_ends, batch.dropped)
         return True
 
     def _disconnect(self, exc: BaseException) -> None:
@@ -241,15 +243,11 @@ class Sender:
     def _send_events(self, events: list, dropped: dict) -> None:
         """Send ``events`` as one batch, or several if one frame would be too large."""
         try:
-            frame = protocol.encode_frame(
-                protocol.Batch(seq=self.seq + 1, events=events, dropped=dropped)
-            )
+            encoded = _event_encoder.encode(events)
         except Exception:  # e.g. a lone surrogate in a string: drop only the bad events
             events = self._encodable(events)
-            frame = protocol.encode_frame(
-                protocol.Batch(seq=self.seq + 1, events=events, dropped=dropped)
-            )
-        if len(frame) - 4 > self.max_frame_bytes:
+            encoded = _event_encoder.encode(events)
+        if len(encoded) + FRAME_OVERHEAD > self.max_frame_bytes:
             if len(events) > 1:
                 half = len(events) // 2
                 self._send_events(events[:half], dropped)
@@ -257,12 +255,14 @@ class Sender:
                 return
             self._count_drop("too_large")
             events = []
-            frame = protocol.encode_frame(
-                protocol.Batch(seq=self.seq + 1, events=events, dropped=dropped)
-            )
-        self.seq += 1
+            encoded = _event_encoder.encode(events)
         step_ends = sum(1 for e in events if type(e) is protocol.StepEnd)
-        self.inflight.append(InflightBatch(self.seq, events, step_ends, dropped))
+        self._send_encoded(msgspec.Raw(encoded), len(events), step_ends, dropped)
+
+    def _send_encoded(self, events: msgspec.Raw, count: int, step_ends: int, dropped: dict) -> None:
+        self.seq += 1
+        frame = protocol.encode_frame(protocol.EncodedBatch(self.seq, events, dropped))
+        self.inflight.append(InflightBatch(self.seq, events, count, step_ends, dropped))
         self.connection.send(frame)  # type: ignore[union-attr]
         self.sent_batches += 1
 
@@ -318,7 +318,7 @@ class Sender:
             inflight = self.inflight
             while inflight and inflight[0].seq <= message.seq:
                 batch = inflight.popleft()
-                self.acked_events += len(batch.events)
+                self.acked_events += batch.count
                 self.acked_step_ends += batch.step_ends
             if self._settled():
                 with self._idle:
@@ -329,7 +329,7 @@ class Sender:
                 for batch in list(self.inflight):
                     if batch.seq == message.seq:
                         self.inflight.remove(batch)
-                        self._count_drop("rejected", len(batch.events))
+                        self._count_drop("rejected", batch.count)
                         with self._lock:  # its drop report still has to reach the daemon
                             for reason, count in batch.dropped.items():
                                 self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -340,6 +340,8 @@ class Sender:
 
 
 _event_encoder = msgspec.msgpack.Encoder()
+FRAME_OVERHEAD = 128
+"""Room in a frame for everything but the events: type, seq and the drop counts."""
 
 
 def _start_hint(address: Address) -> str:

@@ -16,7 +16,8 @@ import msgspec
 
 from . import pricing, protocol, transport
 from .config import switch
-from .context import Current, RunState, _current, get_current
+from . import context
+from .context import Current, RunState, _current
 from .ids import new_run_id, new_step_id
 
 
@@ -28,6 +29,8 @@ def _fallback(value: Any) -> Any:
 
 
 _json_encoder = msgspec.json.Encoder(enc_hook=_fallback)
+_encode_json = _json_encoder.encode
+StepStart, StepEnd = protocol.StepStart, protocol.StepEnd
 
 
 def to_json(value: Any) -> Optional[str]:
@@ -35,7 +38,7 @@ def to_json(value: Any) -> Optional[str]:
     if value is None:
         return None
     try:
-        data = _json_encoder.encode(value)
+        data = _encode_json(value)
     except Exception:  # e.g. dict keys JSON cannot hold, or a broken __repr__
         try:
             data = _json_encoder.encode(repr(value))
@@ -132,6 +135,9 @@ class trace_step:
         self.cost_per_output_token = cost_per_output_token
         self.metadata = metadata
 
+    # The two methods below are the per-step hot path (bench/client_overhead.py): events
+    # are built positionally, in protocol field order, and globals are read once.
+
     def __enter__(self) -> dict:
         self.record = record = {
             "output": None, "tokens_input": 0, "tokens_output": 0, "model": self.model,
@@ -139,7 +145,7 @@ class trace_step:
         if switch.disabled:
             self._token = None
             return record
-        parent = get_current()
+        parent = _current.get() or context._process_parent
         self._auto_run = None
         if parent is None:  # a step outside any run gets a run of its own, as in the seed
             self._auto_run = trace_run(self.name)
@@ -148,18 +154,13 @@ class trace_step:
         self._parent = parent
         self._step_id = step_id = new_step_id()
         self._start_ns = start_ns = _time_ns()
-        transport.emit(
-            protocol.StepStart(
-                run_id=parent.run_id,
-                step_id=step_id,
-                name=self.name,
-                start_ns=start_ns,
-                parent_step_id=parent.step_id,
-                model=self.model,
-                input_json=None if self.input_data is None else to_json(self.input_data),
-                metadata_json=None if self.metadata is None else to_json(self.metadata),
-            )
-        )
+        input_data = self.input_data
+        metadata = self.metadata
+        transport.emit(StepStart(
+            parent.run_id, step_id, self.name, start_ns, parent.step_id, self.model,
+            None if input_data is None else to_json(input_data),
+            None if metadata is None else to_json(metadata),
+        ))
         self._token = _current.set(Current(parent.run_id, step_id, parent.run, record))
         return record
 
@@ -169,7 +170,7 @@ class trace_step:
             return False
         end_ns = _time_ns()
         _current.reset(token)
-        record = self.record
+        get = self.record.get
         parent = self._parent
         if exc_type is None or exc_type is GeneratorExit:
             status = "ok"
@@ -181,18 +182,18 @@ class trace_step:
             trace_text = _clip("".join(traceback_module.format_exception(exc_type, exc, tb)))
             if parent.run is not None:
                 parent.run.errored = True
-        tokens_input = record.get("tokens_input", 0)
-        tokens_output = record.get("tokens_output", 0)
-        cache_read = record.get("tokens_cache_read", 0)
-        cache_write = record.get("tokens_cache_write", 0)
+        tokens_input = get("tokens_input", 0)
+        tokens_output = get("tokens_output", 0)
+        cache_read = get("tokens_cache_read", 0)
+        cache_write = get("tokens_cache_write", 0)
         if not (type(tokens_input) is type(tokens_output) is type(cache_read)
                 is type(cache_write) is int):
             tokens_input, tokens_output = _count(tokens_input), _count(tokens_output)
             cache_read, cache_write = _count(cache_read), _count(cache_write)
-        model = record.get("model") or self.model
+        model = get("model") or self.model
         if model is not None and type(model) is not str:
             model = _safe_str(model)
-        cost = record.get("cost_usd")
+        cost = get("cost_usd")
         if cost is not None:
             cost = _price(cost)
         elif tokens_input or tokens_output or cache_read or cache_write:
@@ -202,30 +203,16 @@ class trace_step:
             )
         else:
             cost = 0.0
-        output = record.get("output")
-        metadata = record.get("metadata")
-        transport.emit(
-            protocol.StepEnd(
-                run_id=parent.run_id,
-                step_id=self._step_id,
-                name=self.name,
-                start_ns=self._start_ns,
-                end_ns=end_ns,
-                parent_step_id=parent.step_id,
-                status=status,
-                model=model,
-                output_json=None if output is None else to_json(output),
-                tokens_input=tokens_input,
-                tokens_output=tokens_output,
-                tokens_cache_read=cache_read,
-                tokens_cache_write=cache_write,
-                cost_usd=cost,
-                error_type=error_type,
-                error_message=error_message,
-                traceback=trace_text,
-                metadata_json=None if metadata is None else to_json(metadata),
-            )
-        )
+        output = get("output")
+        metadata = get("metadata")
+        transport.emit(StepEnd(
+            parent.run_id, self._step_id, self.name, self._start_ns, end_ns, parent.step_id,
+            status, model,
+            None if output is None else to_json(output),
+            tokens_input, tokens_output, cache_read, cache_write, cost,
+            error_type, error_message, trace_text,
+            None if metadata is None else to_json(metadata),
+        ))
         if self._auto_run is not None:
             self._auto_run.__exit__(exc_type, exc, tb)
         return False

@@ -239,6 +239,9 @@ class IngestConnection:
                 protocol.INVALID_EVENT,
                 f"batch seq {batch.seq} is not above the previous {self.received_seq}",
             )  # no seq: that number belongs to an earlier batch, which must not be dropped
+        bad_id = protocol.invalid_id(batch.events)
+        if bad_id:
+            raise ProtocolViolation(protocol.INVALID_EVENT, f"invalid message: {bad_id}", seq=batch.seq)
         self.received_seq = batch.seq
         await self.daemon.wait_for_room()
         self.daemon.submit(
