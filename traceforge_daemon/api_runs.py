@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import otel_export, rows
-from .api_common import json_bytes, not_found, read
+from .api_common import json_bytes, not_found, page_body, read
 from .app import ApiError
 from .compare import UnknownRun, compare_runs
-from .params import Query, bad, check_run_id, decode_cursor, encode_cursor
+from .params import Query, bad, check_run_id, decode_cursor
 from .runs_query import RunFilter, list_runs, run_detail
 
 RUN_STATUSES = ("running", "success", "error")
@@ -38,11 +38,7 @@ async def get_runs(request: web.Request) -> web.Response:
 
     def page(conn) -> bytes:
         runs, next_cursor = list_runs(conn, run_filter)
-        return rows.encode({
-            "runs": runs,
-            "next_cursor": None if next_cursor is None else encode_cursor(*next_cursor),
-            "limit": run_filter.limit,
-        })
+        return page_body("runs", runs, next_cursor, run_filter.limit)
 
     return json_bytes(await read(request, page))
 

@@ -6,9 +6,9 @@ import msgspec
 from aiohttp import web
 
 from . import rows
-from .api_common import json_bytes, not_found, read
+from .api_common import json_bytes, not_found, page_body, read
 from .app import ApiError
-from .params import Query, bad, check_step_id, decode_cursor, encode_cursor
+from .params import Query, bad, check_step_id, decode_cursor
 from .steps_query import StepFilter, get_step, search, step_inputs
 
 MAX_SEARCH_PAGE = 1000
@@ -63,11 +63,7 @@ async def search_steps(request: web.Request) -> web.Response:
 
     def page(conn) -> bytes:
         steps, next_cursor = search(conn, step_filter)
-        return rows.encode({
-            "steps": steps,
-            "next_cursor": None if next_cursor is None else encode_cursor(*next_cursor),
-            "limit": step_filter.limit,
-        })
+        return page_body("steps", steps, next_cursor, step_filter.limit)
 
     return json_bytes(await read(request, page))
 
