@@ -181,13 +181,10 @@ assert tf.flush(120)
 
 def test_a_fifty_thousand_step_run_detail_builds_its_whole_tree(daemon):
     run_id = daemon.run_python(FIFTY_THOUSAND, timeout=300).stdout.strip()
-    started = time.monotonic()
-    detail = get(daemon.http_url, f"/api/runs/{run_id}")
-    elapsed = time.monotonic() - started
+    detail = get(daemon.http_url, f"/api/runs/{run_id}")  # its speed: bench/query_bench.py
     steps = detail["steps"]
     assert len(steps) == 50_000 and detail["run"]["step_count"] == 50_000
     assert len(detail["roots"]) == 500
     assert sum(len(step["children"]) for step in steps) == 49_500
     assert {step["depth"] for step in steps} == {0, 1}
     assert detail["run"]["tokens_input"] == 49_500
-    assert elapsed < 10, f"50,000-step run detail took {elapsed:.1f} s"

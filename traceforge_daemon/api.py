@@ -17,7 +17,8 @@ from .reader import Reader
 
 
 def setup_api(app: web.Application) -> None:
-    reader = Reader(app[DAEMON].settings.db)
+    daemon = app[DAEMON]
+    reader = Reader(daemon.settings.db, ingest_busy=daemon.ingest_busy)
     app[READER] = reader
 
     async def close_reader(app: web.Application) -> None:

@@ -81,6 +81,7 @@ class Daemon:
         self.writer: Optional[Writer] = None
         self.locks: list[_Lock] = []
         self.pending_events = 0
+        self._last_batch_at = float("-inf")
         self.stopping = False
         self.commit_listeners: list = []
         self._room = asyncio.Event()
@@ -182,7 +183,12 @@ class Daemon:
             self._room.clear()
             await self._room.wait()
 
+    def ingest_busy(self) -> bool:
+        """Batches arrived within the last second, or are still waiting to be written."""
+        return self.pending_events > 0 or time.monotonic() - self._last_batch_at < 1.0
+
     def submit(self, item) -> None:
+        self._last_batch_at = time.monotonic()
         if isinstance(item, WriteBatch):
             count = len(item.events)
             self.pending_events += count

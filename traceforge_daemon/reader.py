@@ -30,10 +30,12 @@ READER_THREADS = 3
 slow query from queueing the fast ones behind it; more would only compete for 2 cores."""
 
 READER_NICENESS = 19
-"""Reader threads run at the lowest CPU priority (Linux; ignored elsewhere), so when the
-machine is saturated a heavy query slows itself down, not ingest. Measured on 2 cores
-with queries asked back to back during ingest: ingest kept 75% of its rate at
-niceness 5 and 85-105% at 19 (bench/RESULTS-query.md); idle, queries are as fast."""
+"""While ingest is busy, reads run on threads at the lowest CPU priority (Linux; ignored
+elsewhere), so a heavy query slows itself down, not ingest. Measured on 2 cores with
+queries asked back to back during ingest: ingest kept 75% of its rate at niceness 5 and
+85-105% at 19 (bench/RESULTS-query.md). While ingest is idle, reads run on threads of
+normal priority instead: at niceness 19 any other busy process on the machine (say the
+user's own pipeline) would starve them, and a 50,000-step run took 20 s instead of 1.5."""
 
 DEFAULT_DEADLINE = 30.0
 
@@ -72,11 +74,18 @@ def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 class Reader:
     """A pool of read-only connections, one per reader thread."""
 
-    def __init__(self, path: Path | str, threads: int = READER_THREADS) -> None:
+    def __init__(self, path: Path | str, threads: int = READER_THREADS,
+                 ingest_busy: Callable[[], bool] = lambda: True) -> None:
         self.path = Path(path)
-        self._executor = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="traceforge-reader",
+        self.ingest_busy = ingest_busy
+        self._yielding = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="traceforge-reader-low",
             initializer=_lower_thread_priority,
+        )
+        # Priority can be lowered but not raised again without privileges, hence a
+        # second pool rather than renicing threads back and forth.
+        self._normal = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="traceforge-reader",
         )
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -88,7 +97,8 @@ class Reader:
                   deadline: float = DEFAULT_DEADLINE) -> Any:
         """Run ``fn(conn, *args)`` on a reader thread and return its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn, args, deadline)
+        executor = self._yielding if self.ingest_busy() else self._normal
+        return await loop.run_in_executor(executor, self._call, fn, args, deadline)
 
     def _call(self, fn: Callable[..., Any], args: tuple, deadline: float) -> Any:
         conn = self._connection()
@@ -120,7 +130,8 @@ class Reader:
 
     def close(self) -> None:
         """Wait for reads in flight, then close every connection. Idempotent."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._yielding.shutdown(wait=True, cancel_futures=True)
+        self._normal.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
