@@ -1,16 +1,57 @@
-"""The API's reader pool: read-only connections of its own that never hold up the
-writer, and a deadline that interrupts a runaway query."""
+"""The API's reader processes: read-only connections of their own that never hold up
+the writer, outside the daemon's process, and a deadline that interrupts a runaway query."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
-import threading
+import time
+from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from traceforge_daemon.reader import QueryTimeout, Reader, snapshot
 from traceforge_daemon.writer import open_writer_connection
+
+# Jobs are top-level functions: they are sent to the reader processes.
+
+
+def where_am_i(conn):
+    return os.getpid()
+
+
+def run_names(conn):
+    return conn.execute("SELECT run_name FROM runs").fetchall()
+
+
+def try_to_write(conn):
+    conn.execute("INSERT INTO runs (run_id, run_name, started_at) VALUES ('x', 'x', 1)")
+
+
+def select_one(conn):
+    return conn.execute("SELECT 1").fetchone()
+
+
+def count_forever(conn):
+    endless = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+               "SELECT COUNT(*) FROM n")
+    return conn.execute(endless).fetchone()
+
+
+def long_read(conn, signals: str):
+    """Hold a read snapshot until the test drops a 'release' file beside ``signals``."""
+    inside, release = Path(signals) / "inside", Path(signals) / "release"
+    with snapshot(conn):
+        before = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        inside.touch()
+        deadline = time.monotonic() + 20
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        again = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    after = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    return before, again, after
 
 
 @pytest.fixture
@@ -25,42 +66,31 @@ def run(reader: Reader, fn, *args, **kwargs):
     return asyncio.run(reader.run(fn, *args, **kwargs))
 
 
-def test_reads_happen_on_reader_threads_with_read_only_connections(db):
+@pytest.mark.parametrize("busy", [True, False])
+def test_reads_happen_in_reader_processes_with_read_only_connections(db, busy):
     path, _ = db
-    reader = Reader(path)
+    reader = Reader(path, ingest_busy=lambda: busy)
     try:
-        thread = run(reader, lambda conn: threading.current_thread().name)
-        assert thread.startswith("traceforge-reader")
-        assert run(reader, lambda conn: conn.execute("SELECT run_name FROM runs").fetchall()) \
-            == [("first",)]
+        assert run(reader, where_am_i) != os.getpid()
+        assert run(reader, run_names) == [("first",)]
         with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
-            run(reader, lambda conn: conn.execute(
-                "INSERT INTO runs (run_id, run_name, started_at) VALUES ('x', 'x', 1)"))
+            run(reader, try_to_write)
     finally:
         reader.close()
 
 
-def test_an_open_read_snapshot_does_not_block_the_writer(db):
+def test_an_open_read_snapshot_does_not_block_the_writer(db, tmp_path):
     path, writer = db
     reader = Reader(path)
-    inside, release = threading.Event(), threading.Event()
-
-    def long_read(conn):
-        with snapshot(conn):
-            before = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-            inside.set()
-            release.wait(10)
-            again = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-        after = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-        return before, again, after
 
     async def scenario():
-        task = asyncio.ensure_future(reader.run(long_read))
-        await asyncio.get_running_loop().run_in_executor(None, inside.wait, 10)
+        task = asyncio.ensure_future(reader.run(long_read, str(tmp_path)))
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: wait_until(lambda: (tmp_path / "inside").exists(), timeout=60))
         writer.execute("BEGIN IMMEDIATE")  # would fail with SQLITE_BUSY if readers blocked it
         writer.execute("INSERT INTO runs (run_id, run_name, started_at) VALUES ('r2', 'b', 2)")
         writer.execute("COMMIT")
-        release.set()
+        (tmp_path / "release").touch()
         return await task
 
     try:
@@ -71,13 +101,11 @@ def test_an_open_read_snapshot_does_not_block_the_writer(db):
 
 def test_a_query_past_its_deadline_is_interrupted_and_the_connection_stays_usable(db):
     path, _ = db
-    reader = Reader(path)
-    endless = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
-               "SELECT COUNT(*) FROM n")
+    reader = Reader(path, processes=1)
     try:
         with pytest.raises(QueryTimeout, match="longer than 0.2 s"):
-            run(reader, lambda conn: conn.execute(endless).fetchone(), deadline=0.2)
+            run(reader, count_forever, deadline=0.2)
         assert reader.timeouts == 1
-        assert run(reader, lambda conn: conn.execute("SELECT 1").fetchone()) == (1,)
+        assert run(reader, select_one) == (1,)
     finally:
         reader.close()

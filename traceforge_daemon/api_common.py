@@ -6,9 +6,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from . import rows
 from .app import ApiError
-from .params import encode_cursor
 from .reader import QueryTimeout, Reader
 
 READER = web.AppKey("reader", Reader)
@@ -25,15 +23,6 @@ async def read(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
 def json_bytes(body: bytes, status: int = 200) -> web.Response:
     """A response from JSON already encoded (on the reader thread, off the loop)."""
     return web.Response(body=body, status=status, content_type="application/json")
-
-
-def page_body(key: str, items: list, next_cursor, limit: int) -> bytes:
-    """One page of a paged list: the items, the cursor for the next page (or null), the limit."""
-    return rows.encode({
-        key: items,
-        "next_cursor": None if next_cursor is None else encode_cursor(*next_cursor),
-        "limit": limit,
-    })
 
 
 def not_found(what: str, identifier: str) -> ApiError:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import otel_export, rows
-from .api_common import json_bytes, not_found, page_body, read
+from . import otel_export, read_jobs
+from .api_common import json_bytes, not_found, read
 from .app import ApiError
-from .compare import UnknownRun, compare_runs
+from .compare import UnknownRun
 from .params import Query, bad, check_run_id, decode_cursor
-from .runs_query import RunFilter, list_runs, run_detail
+from .runs_query import RunFilter
 
 RUN_STATUSES = ("running", "success", "error")
 MAX_RUNS_PAGE = 500
@@ -36,11 +36,7 @@ async def get_runs(request: web.Request) -> web.Response:
     if run_filter.cursor is not None and run_filter.offset:
         raise bad("offset", "cannot be combined with 'cursor'; use one way of paging")
 
-    def page(conn) -> bytes:
-        runs, next_cursor = list_runs(conn, run_filter)
-        return page_body("runs", runs, next_cursor, run_filter.limit)
-
-    return json_bytes(await read(request, page))
+    return json_bytes(await read(request, read_jobs.runs_page, run_filter))
 
 
 @routes.get("/api/runs/{run_id}")
@@ -50,11 +46,7 @@ async def get_run(request: web.Request) -> web.Response:
     query = Query(request, ("payloads",))
     payloads = query.boolean("payloads", False)
 
-    def detail(conn) -> bytes | None:
-        found = run_detail(conn, run_id, payloads)
-        return None if found is None else rows.encode(found)
-
-    body = await read(request, detail)
+    body = await read(request, read_jobs.run_detail_body, run_id, payloads)
     if body is None:
         raise not_found("run", run_id)
     return json_bytes(body)
@@ -89,10 +81,7 @@ async def compare(request: web.Request) -> web.Response:
         if value is None:
             raise bad(name, "is required: the id of a run to compare")
 
-    def diff(conn) -> bytes:
-        return rows.encode(compare_runs(conn, run_id_a, run_id_b))
-
     try:
-        return json_bytes(await read(request, diff))
+        return json_bytes(await read(request, read_jobs.compare_body, run_id_a, run_id_b))
     except UnknownRun as exc:
         raise ApiError(404, str(exc)) from None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from . import rows
-from .api_common import json_bytes, not_found, page_body, read
+from . import read_jobs, rows
+from .api_common import json_bytes, not_found, read
 from .app import ApiError
 from .params import Query, bad, check_step_id, decode_cursor
-from .steps_query import StepFilter, get_step, search, step_inputs
+from .steps_query import StepFilter, step_inputs
 
 MAX_SEARCH_PAGE = 1000
 MAX_REPLAY_BODY = 1024 * 1024
@@ -23,11 +23,7 @@ async def get_one_step(request: web.Request) -> web.Response:
     step_id = check_step_id(request.match_info["step_id"])
     Query(request, ())
 
-    def detail(conn) -> bytes | None:
-        step = get_step(conn, step_id)
-        return None if step is None else rows.encode(step)
-
-    body = await read(request, detail)
+    body = await read(request, read_jobs.step_body, step_id)
     if body is None:
         raise not_found("step", step_id)
     return json_bytes(body)
@@ -61,11 +57,7 @@ async def search_steps(request: web.Request) -> web.Response:
         payloads=query.boolean("payloads", True),
     )
 
-    def page(conn) -> bytes:
-        steps, next_cursor = search(conn, step_filter)
-        return page_body("steps", steps, next_cursor, step_filter.limit)
-
-    return json_bytes(await read(request, page))
+    return json_bytes(await read(request, read_jobs.search_page, step_filter))
 
 
 @routes.post("/api/replay")

@@ -35,6 +35,10 @@ RUN_DELTA_FIELDS = (
 class UnknownRun(LookupError):
     def __init__(self, which: str, run_id: str) -> None:
         super().__init__(f"no run with id '{run_id}' (parameter '{which}')")
+        self.which, self.run_id = which, run_id
+
+    def __reduce__(self):  # raised in a reader process, re-raised in the daemon
+        return (UnknownRun, (self.which, self.run_id))
 
 
 def compare_runs(conn: sqlite3.Connection, run_id_a: str, run_id_b: str) -> dict:

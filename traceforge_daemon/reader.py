@@ -1,41 +1,44 @@
 """Read-only access to the database for the HTTP API, kept off the writer's path.
 
-Every read runs in a small thread pool of its own, on a per-thread connection opened
-with ``mode=ro`` and ``PRAGMA query_only``: never on the event loop (which also serves
-ingest) and never on the writer's connection or inside its transaction. SQLite's WAL
-lets these readers see the last commit while the writer carries on.
+Every read runs in a reader *process* of its own, on a connection opened with
+``mode=ro`` and ``PRAGMA query_only``: never on the event loop (which also serves
+ingest), never on the writer's connection or inside its transaction, and never in the
+daemon's process, where its Python work would contend with ingest for the GIL. SQLite's
+WAL lets these readers see the last commit while the writer carries on.
 
-A read function receives the connection and returns plain data, usually the encoded
-response body, so that building and encoding big responses happens off the loop too.
-Queries that run past ``deadline`` seconds are interrupted (see ``QueryTimeout``).
+A read is a top-level function ``job(conn, *args)`` (see ``read_jobs``) that returns
+plain data, usually the encoded response body, so building big responses happens in the
+reader process too. Queries that run past ``deadline`` seconds are interrupted
+(``QueryTimeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
+import signal
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 logger = logging.getLogger("traceforge.daemon")
 
-READER_THREADS = 3
-"""Concurrent reads. SQLite releases the GIL while it searches, so a few threads keep a
-slow query from queueing the fast ones behind it; more would only compete for 2 cores."""
+READER_PROCESSES = 2
+"""Concurrent reads per pool. A slow query does not queue the fast ones behind it, and
+two match the two cores these machines have."""
 
 READER_NICENESS = 19
-"""While ingest is busy, reads run on threads at the lowest CPU priority (Linux; ignored
-elsewhere), so a heavy query slows itself down, not ingest. Measured on 2 cores with
-queries asked back to back during ingest: ingest kept 75% of its rate at niceness 5 and
-85-105% at 19 (bench/RESULTS-query.md). While ingest is idle, reads run on threads of
-normal priority instead: at niceness 19 any other busy process on the machine (say the
-user's own pipeline) would starve them, and a 50,000-step run took 20 s instead of 1.5."""
+"""While ingest is busy, reads go to processes at the lowest CPU priority (Linux; ignored
+elsewhere), so a heavy query slows itself down, not ingest. While ingest is idle they go
+to processes of normal priority instead: at niceness 19 any other busy program on the
+machine (say the user's own pipeline) would starve them."""
 
 DEFAULT_DEADLINE = 30.0
 
@@ -71,78 +74,98 @@ def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
 
 
-class Reader:
-    """A pool of read-only connections, one per reader thread."""
+_worker_path: Optional[str] = None
+_worker_conn: Optional[sqlite3.Connection] = None
 
-    def __init__(self, path: Path | str, threads: int = READER_THREADS,
+
+def _start_worker(path: str, niceness: int) -> None:
+    """Runs once in each reader process."""
+    global _worker_path
+    _worker_path = path
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
+    if niceness:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
+        except (AttributeError, OSError):
+            pass
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A daemon killed with SIGKILL cannot stop its readers: they notice and leave."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def _run_job(fn: Callable[..., Any], args: tuple, deadline: float) -> Any:
+    """Runs in a reader process: ``fn(conn, *args)`` with a deadline."""
+    global _worker_conn
+    if _worker_conn is None:
+        _worker_conn = open_reader_connection(_worker_path)  # type: ignore[arg-type]
+    conn = _worker_conn
+    stop_at = time.monotonic() + deadline
+    # Checked every million SQLite instructions (a few ms): often enough for the deadline.
+    conn.set_progress_handler(lambda: time.monotonic() > stop_at, 1_000_000)
+    try:
+        return fn(conn, *args)
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            raise QueryTimeout(f"query ran longer than {deadline:g} s") from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+        if conn.in_transaction:  # a failed read must not pin an old snapshot
+            conn.execute("ROLLBACK")
+
+
+class Reader:
+    """Two small pools of reader processes: one yielding to ingest, one of normal priority."""
+
+    def __init__(self, path: Path | str, processes: int = READER_PROCESSES,
                  ingest_busy: Callable[[], bool] = lambda: True) -> None:
-        self.path = Path(path)
+        self.path = str(Path(path).absolute())
+        self.processes = processes
         self.ingest_busy = ingest_busy
-        self._yielding = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="traceforge-reader-low",
-            initializer=_lower_thread_priority,
-        )
-        # Priority can be lowered but not raised again without privileges, hence a
-        # second pool rather than renicing threads back and forth.
-        self._normal = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="traceforge-reader",
-        )
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._pools: dict[bool, ProcessPoolExecutor] = {}
         self.queries = 0
         self.timeouts = 0
 
+    def _pool(self, yielding: bool) -> ProcessPoolExecutor:
+        pool = self._pools.get(yielding)
+        if pool is None:
+            # spawn, not fork: the daemon has threads, and a forked copy of them is unsafe.
+            pool = ProcessPoolExecutor(
+                max_workers=self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self.path, READER_NICENESS if yielding else 0),
+            )
+            self._pools[yielding] = pool
+        return pool
+
     async def run(self, fn: Callable[..., Any], *args: Any,
                   deadline: float = DEFAULT_DEADLINE) -> Any:
-        """Run ``fn(conn, *args)`` on a reader thread and return its result."""
+        """Run ``fn(conn, *args)`` in a reader process and return its result."""
         loop = asyncio.get_running_loop()
-        executor = self._yielding if self.ingest_busy() else self._normal
-        return await loop.run_in_executor(executor, self._call, fn, args, deadline)
-
-    def _call(self, fn: Callable[..., Any], args: tuple, deadline: float) -> Any:
-        conn = self._connection()
-        stop_at = time.monotonic() + deadline
-        # Checked every million SQLite instructions (a few ms): often enough for the
-        # deadline, rarely enough not to take the GIL from ingest.
-        conn.set_progress_handler(lambda: time.monotonic() > stop_at, 1_000_000)
+        yielding = self.ingest_busy()
         self.queries += 1
-        try:
-            return fn(conn, *args)
-        except sqlite3.OperationalError as exc:
-            if "interrupted" in str(exc):
+        for attempt in (1, 2):
+            try:
+                return await loop.run_in_executor(
+                    self._pool(yielding), _run_job, fn, args, deadline
+                )
+            except QueryTimeout:
                 self.timeouts += 1
-                raise QueryTimeout(f"query ran longer than {deadline:g} s") from None
-            raise
-        finally:
-            conn.set_progress_handler(None, 0)
-            if conn.in_transaction:  # a failed read must not pin an old snapshot
-                conn.execute("ROLLBACK")
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = open_reader_connection(self.path)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+                raise
+            except BrokenProcessPool:  # a reader died (killed, out of memory): start afresh
+                logger.warning("a reader process died; starting new ones")
+                self._pools.pop(yielding).shutdown(wait=False, cancel_futures=True)
+                if attempt == 2:
+                    raise
 
     def close(self) -> None:
-        """Wait for reads in flight, then close every connection. Idempotent."""
-        self._yielding.shutdown(wait=True, cancel_futures=True)
-        self._normal.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                logger.exception("closing a reader connection failed")
-
-
-def _lower_thread_priority() -> None:
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), READER_NICENESS)
-    except (AttributeError, OSError):
-        pass
+        """Wait for reads in flight, then stop the reader processes. Idempotent."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
