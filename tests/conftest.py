@@ -159,3 +159,20 @@ def daemon(daemon_factory) -> DaemonProcess:
     yield running
     code = running.stop()
     assert code == 0, f"daemon exited with {code}:\n{running.log()}"
+
+
+@pytest.fixture
+def peers():
+    """Raw protocol sockets (tests/protocol_support.Peer), closed at teardown."""
+    from protocol_support import Peer
+
+    opened = []
+
+    def connect(address, **options):
+        peer = Peer(str(address) if not isinstance(address, tuple) else address, **options)
+        opened.append(peer)
+        return peer
+
+    yield connect
+    for peer in opened:
+        peer.close()

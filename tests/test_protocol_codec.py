@@ -1,0 +1,230 @@
+"""The wire protocol's framing helpers and decoders, without a daemon."""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+import pytest
+from protocol_support import (
+    HELLO,
+    RUN_ID,
+    RUN_START,
+    STEP_END,
+    STEP_ID,
+    STEP_START,
+    T0,
+    batch,
+    client_decode,
+    packed,
+    without,
+)
+
+from traceforge_client import protocol
+
+# ---- framing helpers ----
+
+
+class TestFraming:
+    def test_the_preface_is_tfr_then_framing_generation_one(self):
+        assert protocol.PREFACE == b"TFR\x01" == bytes.fromhex("54465201")
+
+    def test_the_frame_header_is_an_unsigned_32_bit_big_endian_length(self):
+        assert protocol.FRAME_HEADER.size == 4
+        assert protocol.FRAME_HEADER.pack(0x01020304) == b"\x01\x02\x03\x04"
+        assert protocol.FRAME_HEADER.pack(2**32 - 1) == b"\xff\xff\xff\xff"
+
+    @pytest.mark.parametrize("events", [0, 1000])
+    def test_encode_frame_is_the_body_length_then_the_body(self, events):
+        message = protocol.Batch(
+            seq=3,
+            events=[protocol.StepStart(run_id=RUN_ID, step_id=f"{i:016x}", name="s", start_ns=i)
+                    for i in range(events)],
+        )
+        frame = protocol.encode_frame(message)
+        body = msgspec.msgpack.encode(message)
+        assert frame == struct.pack(">I", len(body)) + body
+        assert protocol.client_message_decoder.decode(frame[4:]) == message
+
+    def test_the_reference_encoder_writes_every_field_including_defaults_and_nils(self):
+        body = protocol.encode_frame(protocol.Hello(versions=[1]))[4:]
+        assert list(msgspec.msgpack.decode(body)) == [
+            "type", "versions", "proto", "token", "client", "client_version", "lang", "pid",
+            "host", "session",
+        ]
+        body = protocol.encode_frame(protocol.Batch(seq=1, events=[]))[4:]
+        assert msgspec.msgpack.decode(body) == {
+            "type": "batch", "seq": 1, "events": [], "dropped": {},
+        }
+        assert list(msgspec.msgpack.decode(body)) == ["type", "seq", "events", "dropped"]
+
+
+# ---- decoders ----
+
+
+class TestDecoders:
+    def test_unknown_keys_of_any_type_are_ignored_at_every_level(self):
+        noise = {"x-bin": b"\x00\xff", "x-ext": msgspec.msgpack.Ext(1, b"z"),
+                 "x-map": {"a": [1, None, 2.5]}, "x-nil": None}
+        assert client_decode({**HELLO, **noise}) == client_decode(HELLO)
+        noisy_batch = {**batch({**STEP_START, **noise}), **noise}
+        assert client_decode(noisy_batch) == client_decode(batch(STEP_START))
+
+    def test_keys_may_come_in_any_order_and_optional_keys_may_be_missing(self):
+        reordered = dict(reversed(list(STEP_START.items())))
+        decoded = client_decode({"events": [reordered], "seq": 1, "type": "batch"})
+        assert decoded == protocol.Batch(seq=1, events=[protocol.StepStart(
+            run_id=RUN_ID, step_id=STEP_ID, name="call_llm", start_ns=T0 + 1_000_000,
+            parent_step_id=None, model=None, input_json=None, metadata_json=None,
+        )])
+        assert client_decode({"versions": [1], "type": "hello"}).proto == "traceforge"
+
+    def test_any_valid_msgpack_width_is_accepted(self):
+        # {"type": "ack", "seq": 5} with the 5 as a uint64 and "ack" as a str8
+        body = b"\x82\xa4type\xd9\x03ack\xa3seq\xcf" + (5).to_bytes(8, "big")
+        assert protocol.server_message_decoder.decode(body) == protocol.Ack(seq=5)
+
+    @pytest.mark.parametrize("message, named", [
+        ({"type": "hello"}, "`versions`"),
+        ({"type": "batch", "events": []}, "`seq`"),
+        ({"type": "batch", "seq": 1}, "`events`"),
+        (batch(without(STEP_START, "step_id")), "`step_id` - at `$.events[0]`"),
+        (batch(without(STEP_END, "end_ns")), "`end_ns` - at `$.events[0]`"),
+        ({"seq": 1, "events": []}, "`type`"),
+    ])
+    def test_a_missing_required_field_is_rejected_with_its_name(self, message, named):
+        with pytest.raises(msgspec.ValidationError, match="missing required field") as caught:
+            client_decode(message)
+        assert named in str(caught.value)
+
+    @pytest.mark.parametrize("message, where", [
+        ({"type": "hello", "versions": "1"}, "$.versions"),
+        ({"type": "hello", "versions": [1], "pid": True}, "$.pid"),
+        ({"type": "hello", "versions": [1], "token": 123}, "$.token"),
+        (batch({**STEP_START, "start_ns": 1.0}), "$.events[0].start_ns"),
+        (batch({**STEP_START, "name": b"call_llm"}), "$.events[0].name"),
+        (batch({**STEP_END, "tokens_input": None}), "$.events[0].tokens_input"),
+        (batch({**STEP_END, "cost_usd": "0.25"}), "$.events[0].cost_usd"),
+        (batch({**RUN_START, "metadata_json": None}), "$.events[0].metadata_json"),
+        (batch(STEP_START, seq="1"), "$.seq"),
+    ])
+    def test_a_wrong_type_is_rejected_with_its_path(self, message, where):
+        with pytest.raises(msgspec.ValidationError, match=r"Expected `[\w |]+`, got") as caught:
+            client_decode(message)
+        assert f"`{where}`" in str(caught.value)
+
+    def test_a_batch_of_more_than_max_batch_events_is_rejected(self):
+        assert len(client_decode(batch(*[STEP_START] * protocol.MAX_BATCH_EVENTS)).events) == 1000
+        with pytest.raises(msgspec.ValidationError, match=r"length <= 1000 - at `\$.events`"):
+            client_decode(batch(*[STEP_START] * (protocol.MAX_BATCH_EVENTS + 1)))
+
+    @pytest.mark.parametrize("field, value", [
+        ("run_id", RUN_ID.upper()),
+        ("run_id", RUN_ID[:-1]),
+        ("step_id", STEP_ID + "0"),
+        ("parent_step_id", "not-a-step-id!!!"),
+        ("name", ""),
+        ("name", "é" * (protocol.MAX_NAME_CHARS + 1)),
+        ("start_ns", -1),
+    ])
+    def test_ids_names_and_times_must_have_their_documented_form(self, field, value):
+        # The decoder checks lengths; the hex digits are checked per batch (invalid_id).
+        with pytest.raises(msgspec.ValidationError, match=rf"at `\$.events\[0\].{field}`"):
+            decoded = client_decode(batch({**STEP_START, field: value}))
+            problem = protocol.invalid_id(decoded.events)
+            if problem:
+                raise msgspec.ValidationError(problem)
+
+    def test_names_are_counted_in_characters_not_bytes(self):
+        name = "é" * protocol.MAX_NAME_CHARS  # 1024 bytes of UTF-8
+        assert client_decode(batch({**STEP_START, "name": name})).events[0].name == name
+
+    @pytest.mark.parametrize("message", [
+        {"type": "batch", "seq": 0, "events": []},
+        batch({**STEP_END, "status": "success"}),
+        batch({**RUN_START, "type": "run_end", "end_ns": T0, "status": "ok"}),
+        batch({**STEP_END, "cost_usd": float("nan")}),
+        batch({**STEP_END, "tokens_output": -1}),
+    ])
+    def test_values_outside_their_rules_are_rejected(self, message):
+        with pytest.raises(msgspec.ValidationError):
+            client_decode(message)
+
+    @pytest.mark.parametrize("message", [
+        {"type": "ack", "seq": 1},
+        {"type": "hello_ok", "version": 1},
+        {"type": "error", "code": "malformed", "message": "x"},
+        STEP_START,
+        {"type": "ping"},
+    ])
+    def test_the_client_decoder_takes_only_hello_batch_and_bye(self, message):
+        with pytest.raises(msgspec.ValidationError, match=r"Invalid value '\w+' - at `\$.type`"):
+            client_decode(message)
+
+    def test_drop_counts_ride_on_a_batch_and_a_hello_key_for_them_is_ignored(self):
+        assert client_decode(batch()).dropped == {}
+        counts = {"queue_full": 3, "too_large": 1}
+        assert client_decode({**batch(), "dropped": counts}).dropped == counts
+        # `dropped` was a hello field in an earlier draft: now it is an unknown key, skipped.
+        hello = client_decode({**HELLO, "dropped": {"queue_full": 3}})
+        assert hello == client_decode(HELLO) and not hasattr(hello, "dropped")
+
+    @pytest.mark.parametrize("dropped, where", [
+        ({"queue_full": 1.5}, "$.dropped[...]"),
+        ({"queue_full": None}, "$.dropped[...]"),
+        ({7: 1}, "$.dropped"),
+        (None, "$.dropped"),
+        ([["queue_full", 1]], "$.dropped"),
+    ])
+    def test_drop_counts_are_a_map_of_str_to_int(self, dropped, where):
+        with pytest.raises(msgspec.ValidationError) as caught:
+            client_decode({**batch(), "dropped": dropped})
+        assert f"`{where}`" in str(caught.value)
+
+    def test_negative_drop_counts_are_rejected(self):
+        with pytest.raises(msgspec.ValidationError, match=r"\$\.dropped"):
+            client_decode({**batch(), "dropped": {"queue_full": -1}})
+
+    @pytest.mark.parametrize("message, seq", [
+        (batch({**STEP_START, "step_id": "x"}, seq=7), 7),
+        (batch(*[STEP_START] * (protocol.MAX_BATCH_EVENTS + 1), seq=8), 8),
+        ({**batch(seq=9), "dropped": {"queue_full": "3"}}, 9),
+        ({"type": "batch", "seq": 0, "events": []}, 0),
+    ])
+    def test_the_seq_of_an_invalid_batch_can_still_be_read(self, message, seq):
+        with pytest.raises(msgspec.ValidationError):
+            client_decode(message)
+        assert protocol.batch_seq_decoder.decode(packed(message)).seq == seq
+
+    @pytest.mark.parametrize("message", [
+        {"type": "batch", "seq": "1", "events": []},
+        {"type": "batch", "events": []},
+        HELLO,
+        [1, 2],
+    ])
+    def test_without_a_readable_seq_there_is_none_to_report(self, message):
+        with pytest.raises(msgspec.ValidationError):
+            protocol.batch_seq_decoder.decode(packed(message))
+
+    @pytest.mark.parametrize("message", [HELLO, batch(), {"type": "bye"}])
+    def test_the_server_decoder_takes_only_hello_ok_ack_and_error(self, message):
+        with pytest.raises(msgspec.ValidationError):
+            protocol.server_message_decoder.decode(packed(message))
+
+    @pytest.mark.parametrize("body", [
+        packed(HELLO)[:-1],           # truncated
+        packed(HELLO) + b"\xc0",      # a second value after the map
+        b"\xc1",                      # never a valid msgpack byte
+    ])
+    def test_bytes_that_are_not_one_msgpack_value_are_a_decode_error(self, body):
+        # The daemon answers these with `malformed`, and validation errors with `invalid_event`.
+        with pytest.raises(msgspec.DecodeError) as caught:
+            protocol.client_message_decoder.decode(body)
+        assert not isinstance(caught.value, msgspec.ValidationError)
+
+    @pytest.mark.parametrize("body", [packed([1, 2]), packed("hello"), packed(None)])
+    def test_a_body_that_is_not_a_map_is_a_validation_error(self, body):
+        with pytest.raises(msgspec.ValidationError, match="Expected `object`"):
+            protocol.client_message_decoder.decode(body)
+
+
