@@ -1,0 +1,76 @@
+"""The dashboard in a real headless browser (Debian's Chromium, driven by Playwright):
+runs appear with their totals, unpriced steps are shown as such, a run's waterfall nests
+its steps, and a run traced while the page is open appears without a reload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = os.environ.get("TRACEFORGE_CHROMIUM") or shutil.which("chromium")
+
+TRACED = r'''
+import traceforge_client as tf
+with tf.trace_run("pipeline one"):
+    with tf.trace_step("plan", model="claude-haiku-4-5") as r:
+        r["tokens_input"], r["tokens_output"] = 100, 20
+        with tf.trace_step("lookup"):
+            pass
+    with tf.trace_step("local_model", model="my-own-llm") as r:
+        r["tokens_input"], r["tokens_output"] = 10, 5    # no price known: unpriced
+assert tf.flush(10)
+'''
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run should have installed it")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--disable-gpu", "--disable-dev-shm-usage"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    yield opened
+    context.close()
+    assert not errors, errors
+
+
+def test_runs_waterfall_unpriced_and_live_updates(daemon, page):
+    daemon.run_python(TRACED)
+    page.goto(daemon.http_url + "/")
+    row = page.locator("#runs tbody tr").filter(has_text="pipeline one")
+    row.wait_for()
+    assert "success" in row.inner_text()
+    assert "1 unpriced" in row.inner_text()  # never a silent $0.00
+
+    # The newest run is opened: its waterfall nests lookup under plan.
+    page.locator("#waterfall .row").first.wait_for()
+    names = page.locator("#waterfall .name").all_inner_texts()
+    assert [n.split()[0] for n in names] == ["plan", "lookup", "local_model"]
+    indents = page.locator("#waterfall .name").evaluate_all(
+        "nodes => nodes.map(n => parseFloat(getComputedStyle(n).paddingLeft))")
+    assert indents[1] > indents[0] == indents[2]
+    assert "unpriced" in page.locator("#waterfall .row").nth(2).inner_text()
+    assert page.locator("#live").inner_text() == "live"
+
+    # A run traced while the page is open shows up through /api/events, with no reload.
+    daemon.run_python(TRACED.replace("pipeline one", "pipeline two"))
+    page.locator("#runs tbody tr").filter(has_text="pipeline two").wait_for(timeout=10_000)
+    assert page.locator("#runs tbody tr").count() == 2
