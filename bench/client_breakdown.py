@@ -37,8 +37,8 @@ import logging  # noqa: E402
 import msgspec  # noqa: E402
 
 import traceforge_client  # noqa: E402
-from traceforge_client import ids, pricing, protocol, tracer, transport  # noqa: E402
-from traceforge_client.context import Current, RunState, _current, get_current  # noqa: E402
+from traceforge_client import ids, pricing, protocol, tracer, transport  # noqa: E402,F401 (timeit globals)
+from traceforge_client.context import Current, RunState, _current, get_current  # noqa: E402,F401
 
 logging.getLogger("traceforge").setLevel(logging.ERROR)  # "cannot reach the daemon" is expected
 traceforge_client.init(max_queue_events=20_000_000)
