@@ -37,6 +37,24 @@ _decoder = msgspec.json.Decoder()
 encode = msgspec.json.Encoder().encode
 
 
+def time_window(start_time: Optional[float], end_time: Optional[float],
+                cursor: Optional[tuple[float, int]] = None) -> tuple[list[str], list]:
+    """WHERE clauses (and their parameters) for a ``started_at`` range and the keyset cursor
+    of a newest-first page: rows strictly after (started_at, rowid) in that order."""
+    where: list[str] = []
+    params: list = []
+    if start_time is not None:
+        where.append("started_at >= ?")
+        params.append(start_time)
+    if end_time is not None:
+        where.append("started_at <= ?")
+        params.append(end_time)
+    if cursor is not None:
+        where.append("started_at <= ? AND NOT (started_at = ? AND rowid >= ?)")
+        params.extend([cursor[0], cursor[0], cursor[1]])
+    return where, params
+
+
 def select_list(columns: Iterable[str], table: str = "") -> str:
     prefix = f"{table}." if table else ""
     return ", ".join(prefix + column for column in columns)

@@ -62,15 +62,9 @@ def run_list_sql(f: RunFilter) -> tuple[str, list]:
     if f.name_contains is not None:
         where.append("run_name LIKE ? ESCAPE '\\'")
         params.append("%" + _escape_like(f.name_contains) + "%")
-    if f.start_time is not None:
-        where.append("started_at >= ?")
-        params.append(f.start_time)
-    if f.end_time is not None:
-        where.append("started_at <= ?")
-        params.append(f.end_time)
-    if f.cursor is not None:
-        where.append("started_at <= ? AND NOT (started_at = ? AND rowid >= ?)")
-        params.extend([f.cursor[0], f.cursor[0], f.cursor[1]])
+    window, window_params = rows.time_window(f.start_time, f.end_time, f.cursor)
+    where += window
+    params += window_params
     sql = (
         f"SELECT rowid, {rows.select_list(rows.RUN_COLUMNS)} FROM runs INDEXED BY {index}"
         + (" WHERE " + " AND ".join(where) if where else "")

@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Optional
 
+from . import rows
 from .reader import snapshot
 
 PERCENTILES = (50, 95, 99)
@@ -28,12 +29,12 @@ class StatsFilter:
 
 def _where(f: StatsFilter) -> tuple[list[str], list]:
     where, params = [], []
-    for clause, value in (("run_id = ?", f.run_id), ("step_name = ?", f.step_name),
-                          ("started_at >= ?", f.start_time), ("started_at <= ?", f.end_time)):
+    for clause, value in (("run_id = ?", f.run_id), ("step_name = ?", f.step_name)):
         if value is not None:
             where.append(clause)
             params.append(value)
-    return where, params
+    window, window_params = rows.time_window(f.start_time, f.end_time)
+    return where + window, params + window_params
 
 
 def step_stats(conn: sqlite3.Connection, f: StatsFilter) -> dict:

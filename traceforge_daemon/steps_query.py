@@ -83,15 +83,9 @@ def search_sql(f: StepFilter, index: str) -> tuple[str, list]:
     if f.min_tokens is not None:
         where.append("tokens_input + tokens_output >= ?")
         params.append(f.min_tokens)
-    if f.start_time is not None:
-        where.append("started_at >= ?")
-        params.append(f.start_time)
-    if f.end_time is not None:
-        where.append("started_at <= ?")
-        params.append(f.end_time)
-    if f.cursor is not None:
-        where.append("started_at <= ? AND NOT (started_at = ? AND rowid >= ?)")
-        params.extend([f.cursor[0], f.cursor[0], f.cursor[1]])
+    window, window_params = rows.time_window(f.start_time, f.end_time, f.cursor)
+    where += window
+    params += window_params
     columns = search_columns(f.payloads)
     sql = (
         f"SELECT rowid, {rows.select_list(columns)} FROM steps INDEXED BY {index}"
