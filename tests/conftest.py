@@ -176,3 +176,13 @@ def peers():
     yield connect
     for peer in opened:
         peer.close()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """One daemon per test module, holding the known runs of tests/api_support.py."""
+    from api_support import PopulatedDaemon
+
+    populated = PopulatedDaemon()
+    yield populated
+    populated.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api_support import PopulatedDaemon, call
+from api_support import call
 
 RUN = "0" * 32
 STEP = "0" * 16
@@ -74,13 +74,6 @@ CASES = [
     ("DELETE", "/api/runs", None, None, 405, []),
     ("GET", "/api/replay", None, None, 405, []),
 ]
-
-
-@pytest.fixture(scope="module")
-def demo():
-    populated = PopulatedDaemon()
-    yield populated
-    populated.close()
 
 
 def test_the_table_walks_every_api_route():

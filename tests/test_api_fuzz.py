@@ -9,7 +9,6 @@ a failure repeats.
 
 from __future__ import annotations
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -20,7 +19,6 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from api_support import PopulatedDaemon
 from traceforge_daemon.openapi import SPEC
 
 schema = schemathesis.openapi.from_dict(SPEC).exclude(path="/api/events")
@@ -32,13 +30,6 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-
-
-@pytest.fixture(scope="module")
-def demo():
-    populated = PopulatedDaemon()
-    yield populated
-    populated.close()
 
 
 @schema.parametrize()

@@ -8,16 +8,9 @@ import socket
 
 import pytest
 
-from api_support import PopulatedDaemon, call, get
+from api_support import call, get
 from conftest import wait_until
 from traceforge_client import protocol
-
-
-@pytest.fixture(scope="module")
-def demo():
-    populated = PopulatedDaemon()
-    yield populated
-    populated.close()
 
 
 def nearest_rank(values: list[float], percent: int) -> float:

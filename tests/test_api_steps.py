@@ -8,14 +8,7 @@ import time
 
 import pytest
 
-from api_support import PopulatedDaemon, call, get
-
-
-@pytest.fixture(scope="module")
-def demo():
-    populated = PopulatedDaemon()
-    yield populated
-    populated.close()
+from api_support import call, get
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,10 @@ import socket
 
 import pytest
 
-from api_support import PopulatedDaemon
 from traceforge_client import get_storage
 from traceforge_client.export import export_run_jsonl
 from traceforge_client.replay import get_step_inputs
 from traceforge_client.storage import DaemonUnavailable, NotFound, Storage, default_url
-
-
-@pytest.fixture(scope="module")
-def demo():
-    populated = PopulatedDaemon()
-    yield populated
-    populated.close()
 
 
 @pytest.fixture(scope="module")
