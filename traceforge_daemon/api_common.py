@@ -20,6 +20,15 @@ async def read(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
         raise ApiError(503, f"{exc}; narrow the filters (run_id, step_name or a time range)")
 
 
+async def read_found(request: web.Request, what: str, identifier: str,
+                     fn: Callable[..., Any], *args: Any) -> Any:
+    """Like ``read``, for a job that returns None when ``identifier`` is unknown: a 404."""
+    result = await read(request, fn, *args)
+    if result is None:
+        raise not_found(what, identifier)
+    return result
+
+
 def json_bytes(body: bytes, status: int = 200) -> web.Response:
     """A response from JSON already encoded (on the reader thread, off the loop)."""
     return web.Response(body=body, status=status, content_type="application/json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import otel_export, read_jobs
-from .api_common import json_bytes, not_found, read
+from .api_common import json_bytes, read, read_found
 from .app import ApiError
 from .compare import UnknownRun
 from .params import Query, bad, check_run_id, decode_cursor
@@ -46,10 +46,9 @@ async def get_run(request: web.Request) -> web.Response:
     query = Query(request, ("payloads",))
     payloads = query.boolean("payloads", False)
 
-    body = await read(request, read_jobs.run_detail_body, run_id, payloads)
-    if body is None:
-        raise not_found("run", run_id)
-    return json_bytes(body)
+    return json_bytes(
+        await read_found(request, "run", run_id, read_jobs.run_detail_body, run_id, payloads)
+    )
 
 
 @routes.get("/api/runs/{run_id}/export")
@@ -57,9 +56,7 @@ async def export_run(request: web.Request) -> web.StreamResponse:
     """The run's steps as OpenTelemetry-style spans, one JSON object per line."""
     run_id = check_run_id(request.match_info["run_id"])
     Query(request, ())
-    chunks = await read(request, otel_export.export_run, run_id)
-    if chunks is None:
-        raise not_found("run", run_id)
+    chunks = await read_found(request, "run", run_id, otel_export.export_run, run_id)
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson",
         "Content-Disposition": f'attachment; filename="traceforge-{run_id}.jsonl"',

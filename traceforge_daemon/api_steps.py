@@ -6,7 +6,7 @@ import msgspec
 from aiohttp import web
 
 from . import read_jobs, rows
-from .api_common import json_bytes, not_found, read
+from .api_common import json_bytes, read, read_found
 from .app import ApiError
 from .params import Query, bad, check_step_id, decode_cursor
 from .steps_query import StepFilter, step_inputs
@@ -23,10 +23,7 @@ async def get_one_step(request: web.Request) -> web.Response:
     step_id = check_step_id(request.match_info["step_id"])
     Query(request, ())
 
-    body = await read(request, read_jobs.step_body, step_id)
-    if body is None:
-        raise not_found("step", step_id)
-    return json_bytes(body)
+    return json_bytes(await read_found(request, "step", step_id, read_jobs.step_body, step_id))
 
 
 @routes.get("/api/steps/{step_id}/inputs")
@@ -34,9 +31,7 @@ async def get_inputs(request: web.Request) -> web.Response:
     """What re-running the step needs: name, recorded input, model, parameters, output."""
     step_id = check_step_id(request.match_info["step_id"])
     Query(request, ())
-    inputs = await read(request, step_inputs, step_id)
-    if inputs is None:
-        raise not_found("step", step_id)
+    inputs = await read_found(request, "step", step_id, step_inputs, step_id)
     return json_bytes(rows.encode(inputs))
 
 
@@ -76,9 +71,7 @@ async def replay(request: web.Request) -> web.Response:
     if not isinstance(step_id, str):
         raise bad("step_id", "is required in the body: the id of the step to replay")
     check_step_id(step_id)
-    inputs = await read(request, step_inputs, step_id)
-    if inputs is None:
-        raise not_found("step", step_id)
+    inputs = await read_found(request, "step", step_id, step_inputs, step_id)
     override = body.get("override_input")
     inputs["original_input"] = inputs["input_data"]
     inputs["overridden"] = override is not None
