@@ -61,10 +61,6 @@ class _Switch:
 switch = _Switch()
 
 
-def is_disabled() -> bool:
-    return switch.disabled
-
-
 @dataclass(frozen=True)
 class Address:
     """A parsed daemon address: a Unix socket path or a TCP host and port."""

@@ -38,7 +38,6 @@ class StartupError(Exception):
 class DaemonStats:
     started_at: float = 0.0
     events_received: int = 0
-    batches_received: int = 0
     connections_total: int = 0
     rejected_connections: int = 0
 
@@ -187,14 +186,11 @@ class Daemon:
         """Batches arrived within the last second, or are still waiting to be written."""
         return self.pending_events > 0 or time.monotonic() - self._last_batch_at < 1.0
 
-    def submit(self, item) -> None:
+    def submit(self, batch: WriteBatch) -> None:
         self._last_batch_at = time.monotonic()
-        if isinstance(item, WriteBatch):
-            count = len(item.events)
-            self.pending_events += count
-            self.stats.events_received += count
-            self.stats.batches_received += 1
-        self.writer.submit(item)  # type: ignore[union-attr]
+        self.pending_events += len(batch.events)
+        self.stats.events_received += len(batch.events)
+        self.writer.submit(batch)  # type: ignore[union-attr]
 
     def _committed_threadsafe(self, items: list) -> None:
         self._loop.call_soon_threadsafe(self._committed, items)  # type: ignore[union-attr]
@@ -204,9 +200,8 @@ class Daemon:
 
     def _committed(self, items: list) -> None:
         for item in items:
-            if isinstance(item, WriteBatch):
-                self.pending_events -= len(item.events)
-                item.origin.ack(item.seq)
+            self.pending_events -= len(item.events)
+            item.origin.ack(item.seq)
         if self.pending_events < self.settings.max_pending_events:
             self._room.set()
         for listener in self.commit_listeners:
@@ -217,9 +212,8 @@ class Daemon:
 
     def _failed(self, items: list, message: str) -> None:
         for item in items:
-            if isinstance(item, WriteBatch):
-                self.pending_events -= len(item.events)
-                item.origin.fail(item.seq, f"storage error, reconnect and resend: {message}")
+            self.pending_events -= len(item.events)
+            item.origin.fail(item.seq, f"storage error, reconnect and resend: {message}")
         self._room.set()
 
     # ---- health ----

@@ -125,7 +125,6 @@ class WriteBatch:
 class WriterStats:
     events_committed: int = 0
     transactions: int = 0
-    last_commit_at: Optional[float] = None
     storage_errors: int = 0
     drops_reported: dict = field(default_factory=dict)
 
@@ -167,8 +166,8 @@ class Writer:
     def start(self) -> None:
         self.thread.start()
 
-    def submit(self, item: object) -> None:
-        self.queue.put(item)
+    def submit(self, batch: WriteBatch) -> None:
+        self.queue.put(batch)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Commit everything already submitted, then close the connection."""
@@ -178,18 +177,21 @@ class Writer:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            items = [self.queue.get()]
-            count = _event_count(items[0])
-            while count < MAX_EVENTS_PER_TRANSACTION:
+            items: list[WriteBatch] = []
+            count = 0
+            item = self.queue.get()
+            while True:
+                if item is _SHUTDOWN:  # submitted last: everything before it is in items
+                    stopping = True
+                    break
+                items.append(item)
+                count += len(item.events)
+                if count >= MAX_EVENTS_PER_TRANSACTION:
+                    break
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     break
-                items.append(item)
-                count += _event_count(item)
-            if any(item is _SHUTDOWN for item in items):
-                stopping = True
-                items = [item for item in items if item is not _SHUTDOWN]
             if items:
                 self._commit(items)
         try:
@@ -214,17 +216,12 @@ class Writer:
             return
         self.stats.events_committed += committed
         self.stats.transactions += 1
-        self.stats.last_commit_at = time.time()
         total = self.stats.drops_reported
         for item in items:
             for reason, count in item.dropped.items():
                 if count:
                     total[reason] = total.get(reason, 0) + count
         self.on_committed(items)
-
-
-def _event_count(item: object) -> int:
-    return len(item.events) if isinstance(item, WriteBatch) else 1
 
 
 def apply(conn: sqlite3.Connection, items: list) -> int:
