@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 from api_support import call, get
+from prototype_schema import PROTOTYPE_SCHEMA
 from traceforge_client.replay import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
 from traceforge_daemon import schema
 
@@ -57,14 +58,7 @@ def test_a_new_database_is_created_at_version_2(tmp_path):
 
 SEED_RUN = "44643ab8-6e5f-4b44-97b1-6b1d63aae594"
 SEED_STEP = "a1b2c3d4-e5f6-4001-8a2b-3c4d5e6f7081"
-SEED_DB = f"""
-CREATE TABLE runs (run_id TEXT PRIMARY KEY, run_name TEXT NOT NULL, started_at REAL NOT NULL,
-    ended_at REAL, status TEXT NOT NULL DEFAULT 'running', metadata TEXT NOT NULL DEFAULT '{{}}');
-CREATE TABLE steps (step_id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs,
-    parent_step_id TEXT, step_name TEXT NOT NULL, model TEXT, input_data TEXT NOT NULL,
-    output_data TEXT, tokens_input INTEGER NOT NULL DEFAULT 0,
-    tokens_output INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0.0,
-    latency_ms REAL NOT NULL DEFAULT 0.0, started_at REAL NOT NULL, ended_at REAL, error TEXT);
+SEED_DB = PROTOTYPE_SCHEMA + f"""
 INSERT INTO runs VALUES ('{SEED_RUN}', 'seed run', 100.0, 101.0, 'success', '{{}}');
 INSERT INTO steps VALUES ('{SEED_STEP}', '{SEED_RUN}', NULL, 'summarize', 'claude-sonnet-4-6',
     '{{"q": 1}}', '"ok"', 89, 95, 0.000169, 1333.2, 100.1, 101.4, NULL);

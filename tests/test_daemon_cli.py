@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from conftest import ROOT, DaemonProcess, wait_until
+from prototype_schema import PROTOTYPE_SCHEMA
 from traceforge_daemon import schema
 
 CLI = [sys.executable, "-m", "traceforge_daemon"]
@@ -113,19 +114,7 @@ def test_beyond_loopback_the_token_is_required(daemon_factory):
     assert daemon.query("SELECT run_name FROM runs") == [("remote",)]
 
 
-SEED_SCHEMA = """
-CREATE TABLE runs (run_id TEXT PRIMARY KEY, run_name TEXT NOT NULL, started_at REAL NOT NULL,
-  ended_at REAL, status TEXT NOT NULL DEFAULT 'running', metadata TEXT NOT NULL DEFAULT '{}');
-CREATE TABLE steps (step_id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs,
-  parent_step_id TEXT, step_name TEXT NOT NULL, model TEXT, input_data TEXT NOT NULL,
-  output_data TEXT, tokens_input INTEGER NOT NULL DEFAULT 0,
-  tokens_output INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0.0,
-  latency_ms REAL NOT NULL DEFAULT 0.0, started_at REAL NOT NULL, ended_at REAL, error TEXT);
-CREATE INDEX idx_steps_run_id ON steps(run_id);
-CREATE INDEX idx_steps_parent ON steps(parent_step_id);
-CREATE INDEX idx_steps_name ON steps(step_name);
-CREATE INDEX idx_steps_started ON steps(started_at);
-CREATE INDEX idx_runs_started ON runs(started_at);
+SEED_SCHEMA = PROTOTYPE_SCHEMA + """
 INSERT INTO runs VALUES ('r1', 'old run', 1.0, 2.0, 'error', '{"v": 1}');
 INSERT INTO steps VALUES ('s1', 'r1', NULL, 'search', NULL, '{}', '[]', 0, 0, 0.0, 5.0, 1.0, 1.1, NULL);
 INSERT INTO steps VALUES ('s2', 'r1', 's1', 'llm', 'm', '{}', NULL, 10, 5, 0.01, 3.0, 1.2, 1.3,
