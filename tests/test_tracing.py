@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+
+@pytest.fixture(autouse=True, params=["installed", "python"])
+def hot_path_form(request, monkeypatch):
+    """Every test here runs with the per-step code as installed (compiled where a C
+    compiler was found) and again as plain Python (hot_path.py): both must behave alike."""
+    if request.param == "python":
+        monkeypatch.setenv("TRACEFORGE_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("TRACEFORGE_PURE_PYTHON", raising=False)
+    return request.param
+
 SEED_EXAMPLE = r'''
 import traceforge_client as traceforge
 from traceforge_client import trace_run, trace_step, trace_step_decorator
@@ -72,6 +85,12 @@ def _steps(daemon, run_id):
     keys = ("step_id", "parent", "name", "model", "input", "output", "tin", "tout", "cost",
             "status", "error", "error_type", "traceback", "latency_ms", "started", "ended", "pid")
     return [dict(zip(keys, row)) for row in rows]
+
+
+def test_each_form_runs_where_it_is_asked_for(daemon, hot_path_form):
+    form = daemon.run_python(
+        "import traceforge_client as tf\nprint(tf.stats()['hot_path'])").stdout.strip()
+    assert form == "python" if hot_path_form == "python" else form in ("compiled", "python")
 
 
 def test_seed_readme_example_is_stored_with_tree_tokens_cost_and_errors(daemon):

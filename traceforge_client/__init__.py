@@ -16,13 +16,20 @@ from __future__ import annotations
 
 from typing import Optional
 
-from . import children as _children
-from .context import TracedThreadPoolExecutor, child_env, current_run_id, current_step_id, propagate
-from .storage import get_storage
-from .tracer import current_step, trace_run, trace_step, trace_step_decorator
-from .transport import configure as _configure
-from .transport import flush, shutdown, stats
-from .version import __version__
+from . import hot_path as _hot_path
+
+_hot_path.load()  # before anything imports the per-step modules, compiled or not
+
+from . import children as _children  # noqa: E402
+from .context import (  # noqa: E402
+    TracedThreadPoolExecutor, child_env, current_run_id, current_step_id, propagate,
+)
+from .storage import get_storage  # noqa: E402
+from .decorator import trace_step_decorator  # noqa: E402
+from .tracer import current_step, trace_run, trace_step  # noqa: E402
+from .transport import configure as _configure  # noqa: E402
+from .transport import flush, shutdown, stats  # noqa: E402
+from .version import __version__  # noqa: E402
 
 
 def init(address: Optional[str] = None, **options) -> None:

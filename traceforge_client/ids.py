@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from typing import Callable, Iterator
 
 
 def new_run_id() -> str:
@@ -23,27 +24,20 @@ def new_run_id() -> str:
     return f"{millis & 0xFFFF_FFFF_FFFF:012x}{random_bits:020x}"
 
 
-class _StepIdSource:
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        # Not 0 (an all-zero span id is invalid in OpenTelemetry) and not 2**32 - 1, so
-        # the counter below can never carry past 64 bits.
-        prefix = 1 + int.from_bytes(os.urandom(4), "big") % (2**32 - 2)
-        start = int.from_bytes(os.urandom(4), "big") >> 1  # 2**31 ids before the low half wraps
-        # itertools.count is atomic under the GIL: no lock on the hot path. The low 32 bits
-        # count up from ``start``; a wrap after 2**31 ids would carry into the prefix, which
-        # only changes the prefix, never repeats an id within this process.
-        self._counter = itertools.count((prefix << 32) | start)
-
-    def next(self) -> str:
-        return "%016x" % next(self._counter)
+def step_numbers() -> Iterator[int]:
+    """A fresh sequence of step ids as 64-bit numbers (format them with ``"%016x"``), for
+    one process; the tracer takes a new one after a fork, so a child never repeats its
+    parent's ids. ``next()`` on it is atomic under the GIL: no lock on the hot path."""
+    # Not 0 (an all-zero span id is invalid in OpenTelemetry) and not 2**32 - 1, so the
+    # counter can never carry past 64 bits.
+    prefix = 1 + int.from_bytes(os.urandom(4), "big") % (2**32 - 2)
+    # The low 32 bits count up from a random start with 2**31 ids of room; a wrap would
+    # carry into the prefix, which changes the prefix but never repeats an id.
+    start = int.from_bytes(os.urandom(4), "big") >> 1
+    return itertools.count((prefix << 32) | start)
 
 
-_step_ids = _StepIdSource()
-new_step_id = _step_ids.next
-
-# A forked child must not reuse its parent's sequence of step ids.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_step_ids.reset)
+def step_id_source() -> Callable[[], str]:
+    """A function returning new step ids as one fresh process would (for tools and benches)."""
+    numbers = step_numbers()
+    return lambda: "%016x" % next(numbers)

@@ -1,6 +1,6 @@
-"""The Sender: one bounded queue and the background thread that drains it.
+"""The Sender: the background thread that drains this process's EventQueue.
 
-A traced call only appends an event to the deque (``Sender.emit``). The thread takes
+A traced call only puts an event on the bounded queue (``EventQueue.put``). The thread takes
 events off in batches, sends them as frames, and keeps every batch until the daemon
 acks it, which it does only after the SQLite commit. If the connection breaks,
 unacked batches are resent after reconnecting (the daemon ignores duplicates). When
@@ -23,9 +23,10 @@ from typing import Callable, Optional
 
 import msgspec
 
-from . import protocol
+from . import hot_path, protocol
 from .config import Address, ClientConfig
 from .connection import Connection, DaemonError
+from .event_queue import EventQueue
 from .version import __version__
 
 logger = logging.getLogger("traceforge")
@@ -50,7 +51,7 @@ class InflightBatch:
 
 
 class Sender:
-    """The bounded queue and the thread that drains it. One per process."""
+    """The thread that drains the bounded queue. One per process."""
 
     def __init__(self, config: ClientConfig, on_start: Callable[[], None] = lambda: None) -> None:
         self.config = config
@@ -59,10 +60,7 @@ class Sender:
 
     def _init_state(self) -> None:
         self.session = uuid.uuid4().hex
-        self.queue: deque = deque()
-        self.max_queue = self.config.max_queue_events
-        self.dropped: dict[str, int] = {}  # counted, not yet sent to the daemon
-        self.dropped_total: dict[str, int] = {}
+        self.events = EventQueue(self.config.max_queue_events, BATCH_EVENTS, self._start)
         self.inflight: deque[InflightBatch] = deque()
         self.seq = 0
         self.acked_events = 0
@@ -76,51 +74,35 @@ class Sender:
         self._backoff = BACKOFF_MIN
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = self.events.wake
         self._idle = threading.Condition(self._lock)
         self._closing = False
-        self._closed = False
         self._give_up_at = 0.0
-
-    # ---- called from the user's threads: must be cheap and must never raise ----
-
-    def emit(self, event: msgspec.Struct) -> None:
-        queue = self.queue
-        if len(queue) >= self.max_queue or self._closed:
-            self._count_drop("shutdown" if self._closed else "queue_full")
-            return
-        queue.append(event)
-        if self._thread is None:
-            self._start()
-        elif len(queue) == BATCH_EVENTS:
-            self._wake.set()
-
-    def _count_drop(self, reason: str, count: int = 1) -> None:
-        with self._lock:
-            self.dropped[reason] = self.dropped.get(reason, 0) + count
-            self.dropped_total[reason] = self.dropped_total.get(reason, 0) + count
 
     def _start(self) -> None:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(
-                target=self._run, name="traceforge-sender", daemon=True
-            )
-            self._thread.start()
+            thread = threading.Thread(target=self._run, name="traceforge-sender", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # e.g. interpreter shutdown: the events stay queued
+                logger.debug("traceforge: cannot start the sender thread", exc_info=True)
+                return
+            self._thread = thread
         self.on_start()
 
     def pending(self) -> int:
         """Events queued or sent but not yet acked."""
-        return len(self.queue) + sum(batch.count for batch in list(self.inflight))
+        return len(self.events.items) + sum(batch.count for batch in list(self.inflight))
 
     def _settled(self) -> bool:
-        return not self.queue and not self.inflight and not self.dropped
+        return not self.events.items and not self.inflight and not self.events.dropped
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued event (and drop count) is acked. True if in time."""
         if self._thread is None:
-            return not self.queue
+            return not self.events.items
         deadline = time.monotonic() + timeout
         with self._idle:
             while not self._settled():
@@ -133,21 +115,21 @@ class Sender:
 
     def shutdown(self, timeout: Optional[float] = None) -> bool:
         """Flush within ``timeout`` seconds, then stop the thread. Never hangs."""
-        if self._closed:
+        if self.events.closed:
             return True
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         thread = self._thread
         if thread is None:
-            self._closed = True
+            self.events.closed = True
             return True
         self._give_up_at = time.monotonic() + timeout
         self._closing = True
         self._wake.set()
         thread.join(timeout + 0.2)
-        self._closed = True
+        self.events.closed = True
         lost = self.pending()
         if lost:
-            self._count_drop("undelivered_at_exit", lost)
+            self.events.count_drop("undelivered_at_exit", lost)
             logger.warning(
                 "traceforge: %d events were not delivered before exit (%s). %s",
                 lost,
@@ -157,11 +139,9 @@ class Sender:
         return lost == 0
 
     def stats(self) -> dict:
-        with self._lock:
-            dropped = dict(self.dropped)
-            dropped_total = dict(self.dropped_total)
+        dropped, dropped_total = self.events.drop_counts()
         return {
-            "queued": len(self.queue),
+            "queued": len(self.events.items),
             "inflight_batches": len(self.inflight),
             "acked_events": self.acked_events,
             "acked_step_ends": self.acked_step_ends,
@@ -171,6 +151,7 @@ class Sender:
             "dropped_total": dropped_total,
             "connected": self.connection is not None,
             "last_error": self.last_error,
+            "hot_path": hot_path.form,
         }
 
     # ---- the sender thread ----
@@ -213,7 +194,7 @@ class Sender:
                 logger.warning(
                     "traceforge: %s; buffering up to %d events until it is up. %s",
                     self.last_error,
-                    self.max_queue,
+                    self.events.limit,
                     _start_hint(self.config.address),
                 )
             return False
@@ -235,11 +216,6 @@ class Sender:
             self.connection.close()
             self.connection = None
 
-    def _take_drops(self) -> dict:
-        with self._lock:
-            dropped, self.dropped = self.dropped, {}
-        return dropped
-
     def _send_events(self, events: list, dropped: dict) -> None:
         """Send ``events`` as one batch, or several if one frame would be too large."""
         try:
@@ -253,7 +229,7 @@ class Sender:
                 self._send_events(events[:half], dropped)
                 self._send_events(events[half:], {})
                 return
-            self._count_drop("too_large")
+            self.events.count_drop("too_large", 1)
             events = []
             encoded = _event_encoder.encode(events)
         step_ends = sum(1 for e in events if type(e) is protocol.StepEnd)
@@ -272,16 +248,16 @@ class Sender:
             try:
                 _event_encoder.encode(event)
             except Exception:
-                self._count_drop("encode_error")
+                self.events.count_drop("encode_error", 1)
             else:
                 good.append(event)
         return good
 
     def _pump(self) -> bool:
         """Send what is queued and read acks. False once shutdown is complete."""
-        queue = self.queue
+        queue = self.events.items
         connection = self.connection
-        while (queue or self.dropped) and len(self.inflight) < MAX_INFLIGHT_BATCHES:
+        while (queue or self.events.dropped) and len(self.inflight) < MAX_INFLIGHT_BATCHES:
             events = []
             popleft = queue.popleft
             try:
@@ -289,7 +265,7 @@ class Sender:
                     events.append(popleft())
             except IndexError:
                 pass
-            self._send_events(events, self._take_drops())
+            self._send_events(events, self.events.take_drops())
         closing = self._closing
         if closing and time.monotonic() > self._give_up_at:
             return False
@@ -329,10 +305,9 @@ class Sender:
                 for batch in list(self.inflight):
                     if batch.seq == message.seq:
                         self.inflight.remove(batch)
-                        self._count_drop("rejected", batch.count)
-                        with self._lock:  # its drop report still has to reach the daemon
-                            for reason, count in batch.dropped.items():
-                                self.dropped[reason] = self.dropped.get(reason, 0) + count
+                        self.events.count_drop("rejected", batch.count)
+                        # Its drop report still has to reach the daemon.
+                        self.events.return_drops(batch.dropped)
                         break
                 logger.warning("traceforge: the daemon rejected events: %s", message.message)
             if message.fatal:

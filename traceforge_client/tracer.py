@@ -1,27 +1,36 @@
-"""trace_run, trace_step and trace_step_decorator: the seed's API on contextvars.
+"""trace_run and trace_step: the seed's API on contextvars.
 
-Entering a step costs one id, one clock read, one small event on a deque and one
-ContextVar set; serialising and sending happen on the sender thread.
+Entering a step costs one id, one clock read, the input's JSON, one small event on the
+queue and one ContextVar set; batching, encoding and sending happen on the sender
+thread. This module is plain Python that also compiles with Cython (``tracer.pxd``
+declares its types; ``hot_path.py`` says which form is running).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
+import os
 import time
 import traceback as traceback_module
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import msgspec
 
-from . import pricing, protocol, transport
+from . import context, ids, pricing, protocol, transport
 from .config import switch
-from . import context
 from .context import Current, RunState, _current
-from .ids import new_run_id, new_step_id
-
+from .ids import new_run_id
 
 _time_ns = time.time_ns
+_step_numbers = ids.step_numbers()
+
+
+def _new_step_numbers() -> None:
+    global _step_numbers
+    _step_numbers = ids.step_numbers()
+
+
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's step ids
+    os.register_at_fork(after_in_child=_new_step_numbers)
 
 
 def _fallback(value: Any) -> Any:
@@ -152,7 +161,7 @@ class trace_step:
             self._auto_run.__enter__()
             parent = _current.get()
         self._parent = parent
-        self._step_id = step_id = new_step_id()
+        self._step_id = step_id = "%016x" % next(_step_numbers)
         self._start_ns = start_ns = _time_ns()
         input_data = self.input_data
         metadata = self.metadata
@@ -170,7 +179,7 @@ class trace_step:
             return False
         end_ns = _time_ns()
         _current.reset(token)
-        get = self.record.get
+        record = self.record
         parent = self._parent
         if exc_type is None or exc_type is GeneratorExit:
             status = "ok"
@@ -182,18 +191,18 @@ class trace_step:
             trace_text = _clip("".join(traceback_module.format_exception(exc_type, exc, tb)))
             if parent.run is not None:
                 parent.run.errored = True
-        tokens_input = get("tokens_input", 0)
-        tokens_output = get("tokens_output", 0)
-        cache_read = get("tokens_cache_read", 0)
-        cache_write = get("tokens_cache_write", 0)
+        tokens_input = record.get("tokens_input", 0)
+        tokens_output = record.get("tokens_output", 0)
+        cache_read = record.get("tokens_cache_read", 0)
+        cache_write = record.get("tokens_cache_write", 0)
         if not (type(tokens_input) is type(tokens_output) is type(cache_read)
                 is type(cache_write) is int):
             tokens_input, tokens_output = _count(tokens_input), _count(tokens_output)
             cache_read, cache_write = _count(cache_read), _count(cache_write)
-        model = get("model") or self.model
+        model = record.get("model") or self.model
         if model is not None and type(model) is not str:
             model = _safe_str(model)
-        cost = get("cost_usd")
+        cost = record.get("cost_usd")
         if cost is not None:
             cost = _price(cost)
         elif tokens_input or tokens_output or cache_read or cache_write:
@@ -203,8 +212,8 @@ class trace_step:
             )
         else:
             cost = 0.0
-        output = get("output")
-        metadata = get("metadata")
+        output = record.get("output")
+        metadata = record.get("metadata")
         transport.emit(StepEnd(
             parent.run_id, self._step_id, self.name, self._start_ns, end_ns, parent.step_id,
             status, model,
@@ -277,79 +286,3 @@ def current_step() -> dict:
     if current is None or current.record is None:
         return {}
     return current.record
-
-
-def trace_step_decorator(
-    step_name: Optional[str] | Callable = None,
-    model: Optional[str] = None,
-    cost_per_input_token: float = 0.0,
-    cost_per_output_token: float = 0.0,
-    metadata: Optional[dict] = None,
-    capture_input: bool = True,
-    capture_output: bool = True,
-):
-    """Trace every call of a function (plain or ``async def``) as a step.
-
-    The step's input is the call's arguments by parameter name and its output is the
-    return value. For ``async def`` the awaited coroutine is timed, not the call that
-    creates it. Usable bare (``@trace_step_decorator``) or with arguments.
-    """
-    if callable(step_name):  # used bare: @trace_step_decorator
-        return trace_step_decorator()(step_name)
-
-    def decorate(fn: Callable) -> Callable:
-        name = step_name or fn.__name__
-        try:
-            parameters = list(inspect.signature(fn).parameters.values())
-        except (TypeError, ValueError):
-            parameters = []
-        positional = [
-            p.name for p in parameters
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        var_positional = next((p.name for p in parameters if p.kind is p.VAR_POSITIONAL), None)
-
-        def arguments(args: tuple, kwargs: dict) -> Optional[dict]:
-            if not capture_input:
-                return None
-            bound = dict(zip(positional, args))
-            if len(args) > len(positional):
-                bound[var_positional or "args"] = list(args[len(positional):])
-            bound.update(kwargs)
-            bound.pop("self", None)
-            bound.pop("cls", None)
-            return bound
-
-        def make_step(args: tuple, kwargs: dict) -> trace_step:
-            return trace_step(
-                name,
-                input_data=arguments(args, kwargs),
-                model=model,
-                cost_per_input_token=cost_per_input_token,
-                cost_per_output_token=cost_per_output_token,
-                metadata=metadata,
-            )
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args, **kwargs):
-                with make_step(args, kwargs) as record:
-                    result = await fn(*args, **kwargs)
-                    if capture_output:
-                        record["output"] = result
-                    return result
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with make_step(args, kwargs) as record:
-                result = fn(*args, **kwargs)
-                if capture_output:
-                    record["output"] = result
-                return result
-
-        return wrapper
-
-    return decorate

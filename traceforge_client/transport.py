@@ -46,9 +46,10 @@ def configure(address: Optional[str] = None, **options) -> None:
         switch.disabled = _env_disabled()
         if switch.disabled:
             _sender = _DisabledSender()  # type: ignore[assignment]
+            emit = _sender.emit
         else:
             _sender = Sender(load_config(address, **options), on_start=_register_exit_hooks)
-        emit = _sender.emit
+            emit = _sender.events.put
     if old is not None:
         old.shutdown()
 
@@ -62,12 +63,14 @@ def get_sender() -> Sender:
 
 
 def _emit_first(event: msgspec.Struct) -> None:
-    get_sender().emit(event)
+    get_sender()
+    emit(event)
 
 
 emit = _emit_first
-"""Hand one event to this process's sender. Rebound to the sender's own ``emit`` by
-``configure`` so the hot path is a single call; read it as ``transport.emit``."""
+"""Hand one event to this process's sender. Rebound to its queue's ``put`` by
+``configure`` (and after a fork) so the hot path is a single call; read it as
+``transport.emit``."""
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -109,11 +112,12 @@ def _register_exit_hooks() -> None:
 
 def _after_fork_in_child() -> None:
     """The child gets its own sender; the parent's queue stays the parent's to deliver."""
-    global _exit_hooks_registered, _sender_lock
+    global _exit_hooks_registered, _sender_lock, emit
     _sender_lock = threading.Lock()
     _exit_hooks_registered = False
     if isinstance(_sender, Sender):
         _sender._init_state()
+        emit = _sender.events.put
 
 
 if hasattr(os, "register_at_fork"):
