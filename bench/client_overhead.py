@@ -10,8 +10,12 @@ Variants, each in fresh worker processes, interleaved round by round so that loa
 drifts hit them alike:
 
 - bare:        the same loop and body with no tracing (the timer's own cost);
-- tf-daemon:   TraceForge with a daemon running and acking (the realistic case);
-- tf-nodaemon: TraceForge with nobody listening (events wait in the bounded queue);
+- tf-daemon:   TraceForge with a daemon running and acking (the realistic case), with
+               the per-step code as installed: compiled by Cython where a C compiler was
+               found (traceforge_client/hot_path.py; the figure says which form ran);
+- tf-nodaemon: the same with nobody listening (events wait in the bounded queue);
+- tf-python:   tf-daemon with TRACEFORGE_PURE_PYTHON=1: what a machine without a C
+               compiler gets;
 - otel:        OpenTelemetry SDK, TracerProvider + BatchSpanProcessor with an exporter
                that discards, a nested span with a few attributes. Its input and output
                JSON strings are built once outside the loop, which flatters OpenTelemetry
@@ -37,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from _common import GROUP, INPUT_JSON, OUTPUT_JSON, SMALL_INPUT, SMALL_OUTPUT  # noqa: E402
 
-VARIANTS = ("bare", "tf-daemon", "tf-nodaemon", "otel")
+VARIANTS = ("bare", "tf-daemon", "tf-nodaemon", "tf-python", "otel")
 INNER = GROUP - 1
 
 
@@ -128,7 +132,7 @@ def worker(variant: str, steps: int, warmup: int, out: Path) -> None:
         # Room for every event, so no variant measures the drop path instead.
         traceforge_client.init(max_queue_events=2 * (steps + warmup) * GROUP // INNER + 1000)
         run = loop_tf
-        if variant == "tf-daemon":
+        if variant in ("tf-daemon", "tf-python"):
             done = lambda: traceforge_client.flush(timeout=120)  # noqa: E731
         else:
             done = lambda: False  # noqa: E731  (nobody listens: nothing to wait for)
@@ -149,6 +153,7 @@ def worker(variant: str, steps: int, warmup: int, out: Path) -> None:
         import traceforge_client
 
         result["client_stats"] = traceforge_client.stats()
+        result["hot_path"] = result["client_stats"]["hot_path"]
         if variant == "tf-nodaemon":
             traceforge_client.shutdown(timeout=0)  # nothing will ever ack: exit now
     elif variant == "otel":
@@ -165,6 +170,7 @@ def worker(variant: str, steps: int, warmup: int, out: Path) -> None:
 def run_round(variant: str, steps: int, warmup: int, daemon: _common.Daemon, tmp: Path,
               round_no: int) -> tuple[array, dict]:
     env = daemon.env
+    env["TRACEFORGE_PURE_PYTHON"] = "1" if variant == "tf-python" else ""
     if variant == "tf-nodaemon":
         env["TRACEFORGE_ADDRESS"] = f"unix://{tmp}/nobody.sock"
         env["TRACEFORGE_HOME"] = str(tmp / "nohome")
@@ -224,7 +230,8 @@ def main() -> int:
     try:
         for round_no in range(args.rounds):
             # Rotate the order so no variant always runs first or last in a round.
-            order = VARIANTS[round_no % 4:] + VARIANTS[: round_no % 4]
+            shift = round_no % len(VARIANTS)
+            order = VARIANTS[shift:] + VARIANTS[:shift]
             for variant in order:
                 samples, info = run_round(variant, per_round, args.warmup, daemon, tmp, round_no)
                 pooled[variant].extend(samples)
@@ -267,14 +274,15 @@ def main() -> int:
     print("(µs; net = minus bare; wall/step = loop time / steps; cpu/step = process CPU incl. "
           "the sender or exporter thread and the final flush)")
     verdicts = {}
-    for v in ("tf-daemon", "tf-nodaemon"):
+    for v in ("tf-daemon", "tf-nodaemon", "tf-python"):
         net = summary[v]["net_median_us"]
         ratio = otel_net / net if net > 0 else float("inf")
         verdicts[v] = {"ratio_otel_over_tf": ratio, "pass": net <= otel_net / 8}
-        print(f"{v}: net median {net:.2f} µs vs OpenTelemetry {otel_net:.2f} µs -> "
+        forms = sorted({i.get("hot_path") for i in infos[v]})
+        print(f"{v} ({'/'.join(forms)}): net median {net:.2f} µs vs OpenTelemetry {otel_net:.2f} µs -> "
               f"OpenTelemetry costs {ratio:.1f}x; target <= 1/8 ({otel_net / 8:.2f} µs): "
               f"{'PASS' if verdicts[v]['pass'] else 'FAIL'}")
-    for v in ("tf-daemon", "tf-nodaemon"):
+    for v in ("tf-daemon", "tf-nodaemon", "tf-python"):
         stats = [i.get("client_stats", {}) for i in infos[v]]
         print(f"{v} client stats per worker: "
               + "; ".join(f"acked={s.get('acked_events')} "

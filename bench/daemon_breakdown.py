@@ -92,18 +92,18 @@ def make_frames(sources: int, steps: int) -> list[bytes]:
     """Frame bodies as the clients' senders would send them, sources interleaved."""
     per_source = []
     for _ in range(sources):
-        run_id, source = ids.new_run_id(), ids._StepIdSource()
+        run_id, next_step_id = ids.new_run_id(), ids.step_id_source()
         t = time.time_ns()
         events: list = [protocol.RunStart(run_id=run_id, name="ingest-bench", start_ns=t)]
         done = 0
         while done < steps // sources:
-            outer = source.next()
+            outer = next_step_id()
             outer_start = t
             events.append(protocol.StepStart(run_id=run_id, step_id=outer, name="outer",
                                              start_ns=t, input_json=INPUT_JSON))
             done += 1
             for _ in range(min(GROUP - 1, steps // sources - done)):
-                inner = source.next()
+                inner = next_step_id()
                 events.append(protocol.StepStart(run_id=run_id, step_id=inner, name="inner",
                                                  start_ns=t, parent_step_id=outer,
                                                  input_json=INPUT_JSON))

@@ -72,9 +72,9 @@ def make_rows(sources: int, steps_per_source: int, start_time: float, host: str 
     generators = []
     for index in range(sources):
         run_id = ids.new_run_id()
-        source = ids._StepIdSource()  # what a fresh process gets: its own random prefix
+        next_step_id = ids.step_id_source()  # what a fresh process gets: its own prefix
         runs.append((run_id, "ingest-bench", start_time, start_time + 60, 10_000 + index, host))
-        generators.append(_rows_for(source.next, run_id, steps_per_source, start_time,
+        generators.append(_rows_for(next_step_id, run_id, steps_per_source, start_time,
                                     10_000 + index, host))
     blocks = []
     live = list(generators)
