@@ -91,3 +91,13 @@ def test_decorated_functions_keep_their_kind_and_signature():
     assert inspect.signature(fetch) == inspect.signature(fetch.__wrapped__)
     assert list(inspect.signature(fetch).parameters) == ["url", "retries"]
     assert fetch.__name__ == "fetch" and parse.__wrapped__.__name__ == "parse"
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, "100", True, None])
+def test_a_queue_size_that_is_not_a_whole_number_is_refused_up_front(bad):
+    # Both forms must take the same sizes: the compiled queue holds a C integer.
+    from traceforge_client.config import load_config
+
+    with pytest.raises(ValueError, match=r"max_queue_events=.*whole number"):
+        load_config(max_queue_events=bad)
+    assert load_config(max_queue_events=7).max_queue_events == 7

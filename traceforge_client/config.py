@@ -125,6 +125,12 @@ def load_config(address: str | None = None, **options) -> ClientConfig:
     unknown = set(options) - {"max_queue_events", "shutdown_timeout", "service"}
     if unknown:
         raise TypeError(f"init() got unknown options: {', '.join(sorted(unknown))}")
+    limit = options.get("max_queue_events", DEFAULT_QUEUE_EVENTS)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(
+            f"init(max_queue_events={limit!r}): give a whole number of events, at least 1"
+        )
+    options["max_queue_events"] = int(limit)
     return ClientConfig(address=parsed, token=token, **options)
 
 
