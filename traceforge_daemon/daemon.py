@@ -221,9 +221,7 @@ class Daemon:
     def health(self) -> dict:
         writer = self.writer
         db = self.settings.db
-        size = sum(
-            p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists()
-        )
+        sizes = [p.stat().st_size if p.exists() else 0 for p in (db, Path(f"{db}-wal"))]
         return {
             "status": "ok",
             "version": __version__,
@@ -238,7 +236,12 @@ class Daemon:
             "transactions": writer.stats.transactions if writer else 0,
             "storage_errors": writer.stats.storage_errors if writer else 0,
             "client_drops": dict(writer.stats.drops_reported) if writer else {},
-            "database": {"path": str(db), "size_bytes": size},
+            "database": {
+                "path": str(db),
+                "size_bytes": sum(sizes),
+                "wal_bytes": sizes[1],
+                "checkpoints": writer.checkpointer.checkpoints if writer else 0,
+            },
             "socket": str(self.settings.socket),
             "tcp": self.tcp_address,
             "http": self.http_url,

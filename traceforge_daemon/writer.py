@@ -22,6 +22,7 @@ from typing import Callable, Optional
 from traceforge_client import protocol
 
 from . import schema
+from .checkpointer import Checkpointer
 
 logger = logging.getLogger("traceforge.daemon")
 
@@ -157,6 +158,8 @@ class Writer:
     ) -> None:
         self.path = path
         self.conn = open_writer_connection(path)
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
+        self.checkpointer = Checkpointer(path)
         self.queue: "queue.Queue[object]" = queue.Queue()
         self.on_committed = on_committed
         self.on_failed = on_failed
@@ -164,6 +167,7 @@ class Writer:
         self.thread = threading.Thread(target=self._run, name="traceforge-writer", daemon=True)
 
     def start(self) -> None:
+        self.checkpointer.start()
         self.thread.start()
 
     def submit(self, batch: WriteBatch) -> None:
@@ -173,6 +177,7 @@ class Writer:
         """Commit everything already submitted, then close the connection."""
         self.queue.put(_SHUTDOWN)
         self.thread.join(timeout)
+        self.checkpointer.stop(timeout)
 
     def _run(self) -> None:
         stopping = False
@@ -201,11 +206,13 @@ class Writer:
             logger.exception("closing the database failed")
 
     def _commit(self, items: list) -> None:
+        self.checkpointer.make_room(self.conn)
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 committed = apply(self.conn, items)
                 self.conn.execute("COMMIT")
+                self.checkpointer.nudge()
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise

@@ -1,0 +1,44 @@
+"""The WAL is copied into the database by the checkpointer thread, not the writer
+(traceforge_daemon/checkpointer.py): the WAL stays small and empties at a clean stop."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from conftest import wait_until
+
+from traceforge_daemon.checkpointer import RESTART_FRAMES
+
+MANY_STEPS = r'''
+import traceforge_client as tf
+tf.init(max_queue_events=300_000)
+with tf.trace_run("bulk"):
+    for i in range(60_000):
+        with tf.trace_step("step", input_data={"i": i, "text": "x" * 200}) as r:
+            r["output"] = {"echo": "y" * 200}
+assert tf.flush(60)
+'''
+
+
+def test_checkpoints_keep_the_wal_small_and_a_clean_stop_empties_it(daemon):
+    daemon.run_python(MANY_STEPS, timeout=180)
+    health = wait_until(lambda: (h := daemon.health())["database"]["checkpoints"] > 0 and h,
+                        message="a checkpoint")
+    wal_bytes = health["database"]["wal_bytes"]
+    main_bytes = os.path.getsize(daemon.db)
+    # About 45 MB went in. With automatic checkpoints off in the writer and no one else
+    # copying, all of it would still sit in the WAL and the main file would be nearly
+    # empty; with copies but no restarts, the WAL would be as big as the data.
+    assert health["events_committed"] == 120_002
+    assert main_bytes > 40_000_000, main_bytes
+    assert wal_bytes < RESTART_FRAMES * 4096 + 8_000_000, wal_bytes
+
+    assert daemon.stop() == 0
+    wal = f"{daemon.db}-wal"
+    assert not os.path.exists(wal) or os.path.getsize(wal) == 0
+    conn = sqlite3.connect(f"file:{daemon.db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT count(*) FROM steps WHERE status = 'ok'").fetchone() == (60_000,)
+    finally:
+        conn.close()
