@@ -20,19 +20,28 @@ def hot_path_extensions() -> list:
     except ImportError:
         print("traceforge: Cython is not installed; the per-step code stays plain Python")
         return []
-    modules = [
-        Extension(path[:-3].replace("/", "."), [path], optional=True) for path in HOT_PATH
-    ]
+    modules = [Extension(path[:-3].replace("/", "."), [path]) for path in HOT_PATH]
     try:
-        return cythonize(
+        extensions = cythonize(
             modules,
             build_dir="build/cython",
-            compiler_directives={"language_level": "3", "annotation_typing": False},
+            compiler_directives={
+                "language_level": "3",
+                "annotation_typing": False,  # the .pxd files hold the C types
+                "embedsignature": True,
+                "embedsignature.format": "python",  # inspect.signature() works compiled
+            },
             quiet=True,
         )
     except Exception as exc:  # never let the optional speed-up break an install
         print(f"traceforge: not compiling the per-step code ({exc}); it stays plain Python")
         return []
+    for extension in extensions:
+        # On cythonize's output, not its input: it returns new Extension objects. An
+        # optional extension that fails to compile (no compiler, no Python headers) is
+        # skipped with a warning instead of failing the install.
+        extension.optional = True
+    return extensions
 
 
 setup(ext_modules=hot_path_extensions())

@@ -30,8 +30,8 @@ REPORT = (
 
 def can_compile() -> bool:
     include = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    return shutil.which(sysconfig.get_config_var("CC").split()[0] or "cc") is not None and \
-        include.exists()
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(compiler) is not None and include.exists()
 
 
 def report(env_extra: dict, cwd: Path = ROOT, pythonpath: Path = ROOT) -> tuple[str, str]:
@@ -53,6 +53,32 @@ def test_the_install_compiled_the_per_step_code():
 def test_pure_python_can_be_forced():
     out, _ = report({"TRACEFORGE_PURE_PYTHON": "1"})
     assert out == "python True True"
+    # and the modules are where the import system would put them, so patching works
+    code = ("import traceforge_client, traceforge_client.tracer as t\n"
+            "print(traceforge_client.tracer is t, t.__file__.endswith('.py'))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60,
+                            env={**os.environ, "TRACEFORGE_PURE_PYTHON": "1"})
+    assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+def test_an_install_without_a_working_compiler_still_succeeds_as_plain_python(short_tmp):
+    # The build step `pip install` runs, with a compiler that always fails.
+    pytest.importorskip("Cython")
+    shutil.copytree(ROOT / "traceforge_client", short_tmp / "traceforge_client",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, short_tmp / name)
+    build = subprocess.run(
+        [sys.executable, "setup.py", "build_ext", "--inplace"], cwd=short_tmp,
+        env={**os.environ, "CC": "/bin/false", "TRACEFORGE_PURE_PYTHON": ""},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert 'building extension "traceforge_client.tracer" failed' in build.stdout + build.stderr
+    assert not list((short_tmp / "traceforge_client").glob("*.so"))
+    out, _ = report({"TRACEFORGE_PURE_PYTHON": ""}, cwd=short_tmp, pythonpath=short_tmp)
+    assert out == "python True True"
 
 
 @pytest.mark.skipif(hot_path.form != "compiled", reason="needs the compiled build")
@@ -67,7 +93,7 @@ def test_an_edited_source_runs_instead_of_its_older_build(short_tmp):
     os.utime(source, (later, later))
     out, err = report({"TRACEFORGE_PURE_PYTHON": ""}, cwd=short_tmp, pythonpath=short_tmp)
     assert out == "partly compiled True False"
-    assert "tracer.py is newer than its compiled module" in err
+    assert "tracer.py changed after tracer." in err and "the source runs" in err
     assert "pip install -e ." in err
     check = subprocess.run(
         [sys.executable, "-c", "import traceforge_client.tracer as t; print(t.EDITED)"],
@@ -75,6 +101,20 @@ def test_an_edited_source_runs_instead_of_its_older_build(short_tmp):
         capture_output=True, text=True, timeout=60,
     )
     assert check.stdout.strip() == "True", check.stderr
+
+
+@pytest.mark.skipif(hot_path.form != "compiled", reason="needs the compiled build")
+def test_a_build_that_cannot_load_gives_way_to_its_source(short_tmp):
+    # e.g. a venv whose Python was upgraded under it: tracing must still work.
+    package = short_tmp / "traceforge_client"
+    shutil.copytree(ROOT / "traceforge_client", package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    [built] = package.glob("tracer.*.so")
+    built.write_bytes(b"not a shared object")
+    os.utime(built, (time.time() + 60,) * 2)  # newer than its source: only loading fails
+    out, err = report({"TRACEFORGE_PURE_PYTHON": ""}, cwd=short_tmp, pythonpath=short_tmp)
+    assert out == "partly compiled True False"
+    assert f"cannot load {built.name}" in err and "the source runs" in err
 
 
 def test_decorated_functions_keep_their_kind_and_signature():
@@ -93,7 +133,7 @@ def test_decorated_functions_keep_their_kind_and_signature():
     assert fetch.__name__ == "fetch" and parse.__wrapped__.__name__ == "parse"
 
 
-@pytest.mark.parametrize("bad", [0, -5, 1.5, "100", True, None])
+@pytest.mark.parametrize("bad", [0, -5, 1.5, "100", True, None, 10**20])
 def test_a_queue_size_that_is_not_a_whole_number_is_refused_up_front(bad):
     # Both forms must take the same sizes: the compiled queue holds a C integer.
     from traceforge_client.config import load_config
