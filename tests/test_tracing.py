@@ -227,6 +227,7 @@ with tf.trace_run("invisible") as run_id:
         r["output"] = f(21)
 assert r["output"] == 42 and len(run_id) == 32
 assert tf.flush(1)
+assert tf.stats()["disabled"] and tf.stats()["hot_path"] in ("compiled", "python")
 '''
     env = {**daemon.env, "TRACEFORGE_DISABLED": "1"}
     daemon.run_python(code, env=env)

@@ -41,16 +41,19 @@ def load() -> str:
             module = sys.modules[name]
         else:
             module = _import(name)
-        if not (getattr(module, "__file__", None) or "").endswith(".py"):
+        if (getattr(module, "__file__", None) or "").endswith(_EXTENSION_SUFFIXES):
             compiled += 1
     form = "compiled" if compiled == len(MODULES) else "partly compiled" if compiled else "python"
     return form
 
 
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
 def _import(name: str):
     spec = importlib.util.find_spec(name)
     origin = spec.origin if spec is not None else None
-    if origin is None or not origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+    if origin is None or not origin.endswith(_EXTENSION_SUFFIXES):
         return importlib.import_module(name)
     directory, base = os.path.dirname(origin), name.rpartition(".")[2]
     source = os.path.join(directory, base + ".py")
@@ -58,19 +61,27 @@ def _import(name: str):
         return importlib.import_module(name)
     if os.environ.get(FORCE_PURE, "") not in ("", "0"):
         return _import_source(name, source)
-    newest_source = max(
-        os.path.getmtime(path)
-        for path in (source, os.path.join(directory, base + ".pxd"))
-        if os.path.exists(path)
-    )
-    if newest_source > os.path.getmtime(origin) + CLOCK_SLACK_S:
+    built = os.path.getmtime(origin) + CLOCK_SLACK_S
+    newer = [
+        path for path in (source, os.path.join(directory, base + ".pxd"))
+        if os.path.exists(path) and os.path.getmtime(path) > built
+    ]
+    if newer:
         logger.warning(
-            "traceforge: %s is newer than its compiled module, so the source runs (slower "
-            "per step). Rebuild with `pip install -e .` to compile it again.",
-            source,
+            "traceforge: %s changed after %s was compiled, so the source runs (slower per "
+            "step). Reinstall to compile it again (in a checkout: `pip install -e .`).",
+            " and ".join(os.path.basename(path) for path in newer), os.path.basename(origin),
         )
         return _import_source(name, source)
-    return importlib.import_module(name)
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:  # e.g. built for another Python: the source still works
+        logger.warning(
+            "traceforge: cannot load %s (%s), so the source runs (slower per step). "
+            "Reinstall to compile it again.", os.path.basename(origin), exc,
+        )
+        sys.modules.pop(name, None)
+        return _import_source(name, source)
 
 
 def _import_source(name: str, source: str):
@@ -83,4 +94,6 @@ def _import_source(name: str, source: str):
     except BaseException:
         del sys.modules[name]
         raise
+    package, _, attribute = name.rpartition(".")
+    setattr(sys.modules[package], attribute, module)  # as the import system would
     return module

@@ -12,6 +12,7 @@ from typing import Optional
 
 import msgspec
 
+from . import hot_path
 from .config import _env_disabled, load_config, switch
 from .sender import Sender
 
@@ -35,7 +36,7 @@ class _DisabledSender:
         return True
 
     def stats(self) -> dict:
-        return {"disabled": True}
+        return {"disabled": True, "hot_path": hot_path.form}
 
 
 def configure(address: Optional[str] = None, **options) -> None:
