@@ -145,3 +145,28 @@ print(json.dumps(tf.stats()))
     assert stats["dropped"] == {}
     assert sorted(daemon.query("SELECT run_name FROM runs")) == [("after",), ("before",)]
     assert daemon.health()["client_drops"] == {"rejected": 1, "encode_error": 1}
+
+
+def test_a_sender_thread_that_cannot_start_is_tried_again(daemon):
+    # Thread.start can fail (resource limits, interpreter shutdown); the next event retries.
+    code = r'''
+import threading
+import traceforge_client as tf
+
+real_start, failures = threading.Thread.start, []
+
+def flaky_start(thread):
+    if thread.name == "traceforge-sender" and not failures:
+        failures.append(thread)
+        raise RuntimeError("can't start new thread")
+    return real_start(thread)
+
+threading.Thread.start = flaky_start
+with tf.trace_run("late sender"):
+    with tf.trace_step("first"):
+        pass
+assert tf.flush(10), tf.stats()
+print(len(failures), tf.stats()["dropped_total"])
+'''
+    assert daemon.run_python(code).stdout.split() == ["1", "{}"]
+    assert daemon.query("SELECT step_name FROM steps") == [("first",)]

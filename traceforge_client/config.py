@@ -37,6 +37,8 @@ TRACEFORGE_TRACEPARENT = "TRACEFORGE_TRACEPARENT"
 
 DEFAULT_HTTP_PORT = 8742
 DEFAULT_QUEUE_EVENTS = 100_000
+MAX_QUEUE_EVENTS = 1_000_000_000
+"""Far beyond any memory; keeps the bound a C integer in the compiled queue."""
 DEFAULT_SHUTDOWN_TIMEOUT = 2.0
 
 
@@ -126,9 +128,11 @@ def load_config(address: str | None = None, **options) -> ClientConfig:
     if unknown:
         raise TypeError(f"init() got unknown options: {', '.join(sorted(unknown))}")
     limit = options.get("max_queue_events", DEFAULT_QUEUE_EVENTS)
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+    if isinstance(limit, bool) or not isinstance(limit, int) \
+            or not 1 <= limit <= MAX_QUEUE_EVENTS:
         raise ValueError(
-            f"init(max_queue_events={limit!r}): give a whole number of events, at least 1"
+            f"init(max_queue_events={limit!r}): give a whole number of events from 1 to "
+            f"{MAX_QUEUE_EVENTS:,}"
         )
     options["max_queue_events"] = int(limit)
     return ClientConfig(address=parsed, token=token, **options)

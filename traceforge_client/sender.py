@@ -88,6 +88,7 @@ class Sender:
                 thread.start()
             except RuntimeError:  # e.g. interpreter shutdown: the events stay queued
                 logger.debug("traceforge: cannot start the sender thread", exc_info=True)
+                self.events.on_first_event = self._start  # try again with the next event
                 return
             self._thread = thread
         self.on_start()
@@ -119,9 +120,12 @@ class Sender:
             return True
         timeout = self.config.shutdown_timeout if timeout is None else timeout
         thread = self._thread
-        if thread is None:
+        if thread is None:  # nothing was traced, or the thread could never start
             self.events.closed = True
-            return True
+            lost = len(self.events.items)
+            if lost:
+                self.events.count_drop("undelivered_at_exit", lost)
+            return lost == 0
         self._give_up_at = time.monotonic() + timeout
         self._closing = True
         self._wake.set()
