@@ -125,7 +125,7 @@ class trace_step:
 
     __slots__ = (
         "name", "input_data", "model", "cost_per_input_token", "cost_per_output_token",
-        "metadata", "record", "_step_id", "_parent", "_start_ns", "_token", "_auto_run",
+        "metadata", "_record", "_step_id", "_parent", "_start_ns", "_token", "_auto_run",
     )
 
     def __init__(
@@ -148,7 +148,7 @@ class trace_step:
     # are built positionally, in protocol field order, and globals are read once.
 
     def __enter__(self) -> dict:
-        self.record = record = {
+        self._record = record = {
             "output": None, "tokens_input": 0, "tokens_output": 0, "model": self.model,
         }
         if switch.disabled:
@@ -179,7 +179,7 @@ class trace_step:
             return False
         end_ns = _time_ns()
         _current.reset(token)
-        record = self.record
+        record = self._record
         parent = self._parent
         if exc_type is None or exc_type is GeneratorExit:
             status = "ok"
