@@ -17,6 +17,7 @@ has copied nearly all of it already.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 
@@ -26,8 +27,8 @@ RESTART_FRAMES = 4096
 """WAL frames (pages, 4 KiB by default) after which the writer makes the WAL start over:
 16 MiB, four times SQLite's automatic checkpoint, so the writer does it rarely."""
 WAL_ALARM_BYTES = 1 << 30
-"""A WAL this large means checkpoints are not keeping up (a reader that never ends?): said
-once in the log, since the database is still correct, only its WAL file big."""
+"""A WAL file this large means checkpoints are not keeping up (a reader that never ends, a
+failing disk): said once in the log, since the database is still correct, only big."""
 
 
 class Checkpointer:
@@ -36,11 +37,13 @@ class Checkpointer:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout=5000")
         (self.page_size,) = self.conn.execute("PRAGMA page_size").fetchone()
+        self.wal_path = f"{path}-wal"
         self.checkpoints = 0
         self.wal_frames = 0  # as of the last checkpoint
+        self._lock = threading.Lock()  # one checkpoint at a time: a second would only fail
         self._wake = threading.Event()
         self._stopping = False
-        self._warned = False
+        self._warned: set = set()
         self.thread = threading.Thread(
             target=self._run, name="traceforge-checkpointer", daemon=True
         )
@@ -58,13 +61,14 @@ class Checkpointer:
         if self.wal_frames < RESTART_FRAMES:
             return
         try:
-            busy, wal_frames, copied = writer_conn.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)"
-            ).fetchone()
+            with self._lock:  # waits at most for the copy this thread is doing
+                busy, wal_frames, copied = writer_conn.execute(
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                ).fetchone()
         except sqlite3.Error as exc:
-            logger.debug("checkpoint before a transaction skipped: %s", exc)
+            self._warn_once("checkpoint before a transaction failed", exc)
             return
-        if wal_frames == copied:
+        if not busy and wal_frames == copied:
             self.wal_frames = 0
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -73,9 +77,12 @@ class Checkpointer:
         self._wake.set()
         self.thread.join(timeout)
         try:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:  # a reader still open: its last checkpoint will do it
-            logger.debug("final checkpoint skipped: %s", exc)
+            with self._lock:
+                busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:  # a reader kept a snapshot open past the busy timeout
+                logger.info("the WAL was not emptied at stop; the next start copies it")
+        except sqlite3.Error as exc:
+            self._warn_once("final checkpoint failed", exc)
         self.conn.close()
 
     def _run(self) -> None:
@@ -85,17 +92,32 @@ class Checkpointer:
             if self._stopping:
                 return
             try:
-                busy, wal_frames, copied = self.conn.execute(
-                    "PRAGMA wal_checkpoint(PASSIVE)"
-                ).fetchone()
-            except sqlite3.Error as exc:  # e.g. SQLITE_BUSY past the timeout: retry next time
-                logger.debug("checkpoint skipped: %s", exc)
-                continue
+                self._checkpoint()
+            except Exception as exc:  # a disk error, say: keep trying after the next commit
+                self._warn_once("checkpoint failed", exc)
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            busy, wal_frames, copied = self.conn.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchone()
+        if not busy:
             self.checkpoints += 1
             self.wal_frames = wal_frames
-            if wal_frames * self.page_size > WAL_ALARM_BYTES and not self._warned:
-                self._warned = True
-                logger.warning(
-                    "the WAL of %s holds %d frames and checkpoints copied only %d: a reader "
-                    "may be holding an old snapshot open", self.path, wal_frames, copied,
-                )
+        try:
+            wal_bytes = os.path.getsize(self.wal_path)
+        except OSError:
+            return
+        if wal_bytes > WAL_ALARM_BYTES:
+            self._warn_once(
+                "the WAL is not being emptied",
+                f"{self.wal_path} is {wal_bytes:,} bytes and the last checkpoint copied "
+                f"{copied} of {wal_frames} frames; a reader may be holding an old snapshot",
+            )
+
+    def _warn_once(self, what: str, detail: object) -> None:
+        """Log each kind of trouble once at WARNING, then at DEBUG: the writer carries on."""
+        key = (what, type(detail).__name__)
+        level = logging.DEBUG if key in self._warned else logging.WARNING
+        self._warned.add(key)
+        logger.log(level, "%s: %s", what, detail)
