@@ -13,6 +13,10 @@ from .steps_query import StepFilter, step_inputs
 
 MAX_SEARCH_PAGE = 1000
 MAX_REPLAY_BODY = 1024 * 1024
+MAX_REPLAY_DEPTH = 500
+"""Deepest nesting of arrays and objects a replay body may have. Without a fixed limit the
+answer would depend on the Python version's recursion limits (3.11 refuses ~1,000 levels
+that 3.13 accepts)."""
 
 routes = web.RouteTableDef()
 
@@ -89,7 +93,24 @@ async def _json_object(request: web.Request) -> dict:
     except (msgspec.DecodeError, RecursionError):
         raise ApiError(400, "the body must be JSON: {\"step_id\": \"...\", "
                        "\"override_input\": ...}") from None
+    if _deeper_than(body, MAX_REPLAY_DEPTH):
+        raise ApiError(400, f"the body's JSON is nested deeper than {MAX_REPLAY_DEPTH} levels")
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object with 'step_id' "
                        "(and optionally 'override_input')")
     return body
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """True if arrays and objects in ``value`` nest more than ``limit`` deep (no recursion)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit and children:
+            return True
+        pending.extend((child, depth + 1) for child in children
+                       if isinstance(child, (dict, list)))
+    return False
