@@ -23,6 +23,9 @@ import threading
 
 logger = logging.getLogger("traceforge.daemon")
 
+PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+TRUNCATE = "PRAGMA wal_checkpoint(TRUNCATE)"
+
 RESTART_FRAMES = 4096
 """WAL frames (pages, 4 KiB by default) after which the writer makes the WAL start over:
 16 MiB, four times SQLite's automatic checkpoint, so the writer does it rarely."""
@@ -60,11 +63,8 @@ class Checkpointer:
         last frames so that the next transaction starts it again from the top."""
         if self.wal_frames < RESTART_FRAMES:
             return
-        try:
-            with self._lock:  # waits at most for the copy this thread is doing
-                busy, wal_frames, copied = writer_conn.execute(
-                    "PRAGMA wal_checkpoint(PASSIVE)"
-                ).fetchone()
+        try:  # waits at most for the copy this thread is doing
+            busy, wal_frames, copied = self._copy(writer_conn, PASSIVE)
         except sqlite3.Error as exc:
             self._warn_once("checkpoint before a transaction failed", exc)
             return
@@ -77,8 +77,7 @@ class Checkpointer:
         self._wake.set()
         self.thread.join(timeout)
         try:
-            with self._lock:
-                busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            busy, _, _ = self._copy(self.conn, TRUNCATE)
             if busy:  # a reader kept a snapshot open past the busy timeout
                 logger.info("the WAL was not emptied at stop; the next start copies it")
         except sqlite3.Error as exc:
@@ -96,11 +95,13 @@ class Checkpointer:
             except Exception as exc:  # a disk error, say: keep trying after the next commit
                 self._warn_once("checkpoint failed", exc)
 
-    def _checkpoint(self) -> None:
+    def _copy(self, conn: sqlite3.Connection, pragma: str) -> tuple[int, int, int]:
+        """One checkpoint (never two at once): (busy, frames in the WAL, frames copied)."""
         with self._lock:
-            busy, wal_frames, copied = self.conn.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)"
-            ).fetchone()
+            return conn.execute(pragma).fetchone()
+
+    def _checkpoint(self) -> None:
+        busy, wal_frames, copied = self._copy(self.conn, PASSIVE)
         if not busy:
             self.checkpoints += 1
             self.wal_frames = wal_frames
