@@ -21,7 +21,7 @@ import collections
 import json
 import os
 import sys
-import time
+import time  # noqa: F401 (timeit globals)
 import timeit
 from array import array
 from pathlib import Path
@@ -30,7 +30,8 @@ os.environ["TRACEFORGE_ADDRESS"] = "unix:///tmp/tfb-nobody-listens.sock"
 os.environ.pop("TRACEFORGE_DISABLED", None)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
-from _common import GROUP, SMALL_INPUT, SMALL_OUTPUT  # noqa: E402
+from _common import SMALL_INPUT  # noqa: E402,F401 (timeit globals)
+from client_overhead import loop_tf  # noqa: E402
 
 sys.path.insert(0, str(_common.ROOT))
 import logging  # noqa: E402
@@ -84,22 +85,11 @@ def pieces() -> None:
     _current.reset(token)
 
 
-# ---- per-step timing, as in client_overhead.py ----
+# ---- per-step timing: client_overhead.py's loop ----
 
-def time_steps(step_class, n: int) -> tuple[float, float]:
+def time_steps(n: int) -> tuple[float, float]:
     samples = array("q", bytes(8 * n))
-    pc = time.perf_counter_ns
-    i = 0
-    with traceforge_client.trace_run("breakdown"):
-        while i < n:
-            with step_class("outer", input_data=SMALL_INPUT) as outer:
-                for _ in range(min(GROUP - 1, n - i)):
-                    t0 = pc()
-                    with step_class("inner", input_data=SMALL_INPUT) as r:
-                        r["output"] = SMALL_OUTPUT
-                    samples[i] = pc() - t0
-                    i += 1
-                outer["output"] = SMALL_OUTPUT
+    loop_tf(samples, n)
     transport.get_sender().events.items.clear()
     ordered = sorted(samples)
     return _common.percentile(ordered, 0.5) / 1000, _common.percentile(ordered, 0.9) / 1000
@@ -107,15 +97,13 @@ def time_steps(step_class, n: int) -> tuple[float, float]:
 
 def steps(n: int) -> None:
     print(f"\n2. one nested step, enter+exit, timed one by one ({n:,} steps each; µs)")
-    results = {}
 
-    def report(label: str, step_class) -> None:
-        median, p90 = time_steps(step_class, n)
-        results[label] = median
+    def report(label: str) -> None:
+        median, p90 = time_steps(n)
         print(f"  {label:<52} median {median:5.2f}  p90 {p90:5.2f}   load {_common.load()}",
               flush=True)
 
-    report("real trace_step", tracer.trace_step)
+    report("real trace_step")
     # Holding every event until it is acked means fresh memory for each step; a sender
     # that let go of events sooner would reuse warm memory. Price that with an emit that
     # keeps at most 1,000 events.
@@ -127,9 +115,9 @@ def steps(n: int) -> None:
             recent.clear()
 
     transport.emit = bounded_emit
-    report("what-if: events released after 1,000 (not held)", tracer.trace_step)
+    report("what-if: events released after 1,000 (not held)")
     transport.emit = real_emit
-    report("real trace_step again (drift check)", tracer.trace_step)
+    report("real trace_step again (drift check)")
 
 
 def main() -> int:
