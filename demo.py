@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import multiprocessing
 import os
 import random
@@ -41,7 +40,9 @@ from typing import Optional
 
 import traceforge_client
 from traceforge_client import pricing, propagate, trace_run, trace_step
-from traceforge_client.config import DEFAULT_HTTP_PORT, default_socket_path, home_dir, load_config
+from traceforge_client.config import load_config
+from traceforge_client.storage import default_url
+from traceforge_protocol.home import DEFAULT_HTTP_PORT, Home
 
 HAIKU = "claude-haiku-4-5"
 SONNET = "claude-sonnet-4-6"
@@ -346,7 +347,7 @@ def ensure_daemon(args) -> bool:
               "Start one with `traceforge-daemon start`.")
         return False
     command = [sys.executable, "-m", "traceforge_daemon", "start", "--detach"]
-    if os.path.abspath(address.path) != str(default_socket_path().absolute()):
+    if os.path.abspath(address.path) != str(Home.from_env().socket.absolute()):
         command += ["--socket", address.path]
     if args.http:
         command += ["--http", args.http]
@@ -357,19 +358,14 @@ def ensure_daemon(args) -> bool:
         print(f"Port {DEFAULT_HTTP_PORT} may be taken; trying a free port.", flush=True)
         result = subprocess.run(command + ["--http", "127.0.0.1:0"])
     if result.returncode != 0:
-        print(f"Could not start the daemon; see {home_dir() / 'daemon.log'}")
+        print(f"Could not start the daemon; see {Home.from_env().log_file}")
         return False
     print("It keeps running after the demo; stop it with `traceforge-daemon stop`.\n")
     return True
 
 
 def dashboard_url() -> str:
-    try:
-        http = json.loads((home_dir() / "daemon.json").read_text()).get("http")
-    except (OSError, ValueError):
-        http = None
-    http = http or os.environ.get("TRACEFORGE_HTTP") or f"http://127.0.0.1:{DEFAULT_HTTP_PORT}"
-    return http.rstrip("/") + "/"
+    return default_url() + "/"
 
 
 # ---- main ----

@@ -9,7 +9,7 @@ from typing import Optional
 
 import msgspec
 
-from traceforge_client import protocol
+from traceforge_protocol import wire as protocol
 
 RUN_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 STEP_ID = "00f067aa0ba902b7"

@@ -6,16 +6,16 @@ from __future__ import annotations
 import re
 
 from api_support import call
-from traceforge_daemon.app import create_app
-from traceforge_daemon.daemon import Daemon
-from traceforge_daemon.openapi import SPEC
+from traceforge_daemon.http.app import create_app
+from traceforge_daemon.http.openapi import SPEC
 from traceforge_daemon.settings import Settings
+from traceforge_daemon.storage.store import Store
 
 
 def served_routes(tmp_path) -> set[tuple[str, str]]:
     settings = Settings(home=tmp_path, db=tmp_path / "unused.db", socket=tmp_path / "s.sock",
                         http=None)
-    app = create_app(Daemon(settings))
+    app = create_app(settings, Store(settings.db, settings.max_pending_events), dict)
     routes = set()
     for resource in app.router.resources():
         for route in resource:

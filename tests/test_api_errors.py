@@ -77,7 +77,7 @@ CASES = [
 
 
 def test_the_table_walks_every_api_route():
-    from traceforge_daemon.openapi import SPEC
+    from traceforge_daemon.http.openapi import SPEC
 
     walked = {path for _, path, *_ in CASES}
     for route in SPEC["paths"]:

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 from urllib.parse import urlparse
 
 from conftest import ROOT
-from traceforge_client import protocol
-from traceforge_daemon.api_events import EventHub
+from traceforge_protocol import wire as protocol
+from traceforge_daemon.http.api_events import EventHub
 
 LIVE = r'''
 import sys

@@ -19,7 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from traceforge_daemon.openapi import SPEC
+from traceforge_daemon.http.openapi import SPEC
 
 schema = schemathesis.openapi.from_dict(SPEC).exclude(path="/api/events")
 

@@ -8,8 +8,8 @@ import sqlite3
 
 from api_support import call, get
 from prototype_schema import PROTOTYPE_SCHEMA
-from traceforge_client.replay import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
-from traceforge_daemon import schema
+from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
+from traceforge_daemon.storage import schema
 
 V2_INDEXES = {"idx_runs_replay_of_run", "idx_runs_replay_of_step", "idx_steps_errors_by_run",
               "idx_steps_errors_by_name", "idx_runs_name", "idx_runs_status"}

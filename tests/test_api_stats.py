@@ -10,7 +10,7 @@ import pytest
 
 from api_support import call, get
 from conftest import wait_until
-from traceforge_client import protocol
+from traceforge_protocol import wire as protocol
 
 
 def nearest_rank(values: list[float], percent: int) -> float:

@@ -8,7 +8,7 @@ import sqlite3
 
 from conftest import wait_until
 
-from traceforge_daemon.checkpointer import RESTART_FRAMES
+from traceforge_daemon.storage.checkpointer import RESTART_FRAMES
 
 MANY_STEPS = r'''
 import traceforge_client as tf

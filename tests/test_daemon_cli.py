@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, DaemonProcess, wait_until
 from prototype_schema import PROTOTYPE_SCHEMA
-from traceforge_daemon import schema
+from traceforge_daemon.storage import schema
 
 CLI = [sys.executable, "-m", "traceforge_daemon"]
 

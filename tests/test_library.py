@@ -12,6 +12,7 @@ from traceforge_client import get_storage
 from traceforge_client.export import export_run_jsonl
 from traceforge_client.replay import get_step_inputs
 from traceforge_client.storage import DaemonUnavailable, NotFound, Storage, default_url
+from traceforge_protocol.home import DaemonState, Home
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,9 @@ def test_the_url_comes_from_env_then_the_state_file_then_the_default(tmp_path, m
     monkeypatch.setenv("TRACEFORGE_HOME", str(tmp_path))
     monkeypatch.delenv("TRACEFORGE_HTTP", raising=False)
     assert default_url() == "http://127.0.0.1:8742"
-    (tmp_path / "daemon.json").write_text(json.dumps({"http": "http://127.0.0.1:9999"}))
+    Home(tmp_path).write_state(DaemonState(pid=1, version="0", socket="unix:///x.sock",
+                                           db="x.db", started_at=0.0,
+                                           http="http://127.0.0.1:9999"))
     assert default_url() == "http://127.0.0.1:9999"
     monkeypatch.setenv("TRACEFORGE_HTTP", "http://127.0.0.2:1234/")
     assert get_storage().url == "http://127.0.0.2:1234"

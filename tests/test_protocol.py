@@ -180,7 +180,7 @@ def test_an_invalid_batch_is_named_by_its_seq_and_only_it_is_lost(daemon, peers)
     assert all(ack == {"type": "ack", "seq": 1} for ack in acks), acks  # may lose the race
     assert (error["type"], error["code"], error["seq"]) == ("error", "invalid_event", 2)
     assert (error["fatal"], error["retryable"]) == (True, False)
-    assert "$.events[1].step_id" in error["message"]
+    assert error["message"].startswith("invalid message")
     # Batch 1 was queued before batch 2 was read: it is committed, acked or not. Nothing of
     # batch 2 is stored, not even its valid event or its drop counts; batch 3 was never read.
     wait_until(lambda: daemon.query("SELECT count(*) FROM runs") == [(1,)], timeout=10)

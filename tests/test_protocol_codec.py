@@ -20,7 +20,7 @@ from protocol_support import (
     without,
 )
 
-from traceforge_client import protocol
+from traceforge_protocol import wire as protocol
 
 # ---- framing helpers ----
 
@@ -62,6 +62,13 @@ class TestFraming:
 # ---- decoders ----
 
 
+def assert_rejected(message: dict, repaired: dict) -> None:
+    """``message`` is refused and ``repaired`` (the same with one field put right) is not."""
+    with pytest.raises(msgspec.ValidationError):
+        client_decode(message)
+    assert client_decode(repaired)
+
+
 class TestDecoders:
     def test_unknown_keys_of_any_type_are_ignored_at_every_level(self):
         noise = {"x-bin": b"\x00\xff", "x-ext": msgspec.msgpack.Ext(1, b"z"),
@@ -84,38 +91,38 @@ class TestDecoders:
         body = b"\x82\xa4type\xd9\x03ack\xa3seq\xcf" + (5).to_bytes(8, "big")
         assert protocol.server_message_decoder.decode(body) == protocol.Ack(seq=5)
 
-    @pytest.mark.parametrize("message, named", [
-        ({"type": "hello"}, "`versions`"),
-        ({"type": "batch", "events": []}, "`seq`"),
-        ({"type": "batch", "seq": 1}, "`events`"),
-        (batch(without(STEP_START, "step_id")), "`step_id` - at `$.events[0]`"),
-        (batch(without(STEP_END, "end_ns")), "`end_ns` - at `$.events[0]`"),
-        ({"seq": 1, "events": []}, "`type`"),
-    ])
-    def test_a_missing_required_field_is_rejected_with_its_name(self, message, named):
-        with pytest.raises(msgspec.ValidationError, match="missing required field") as caught:
-            client_decode(message)
-        assert named in str(caught.value)
+    # These tests check which messages are refused, never how msgspec words the refusal:
+    # a field is shown to be the cause when the same message with only that field repaired
+    # decodes.
 
-    @pytest.mark.parametrize("message, where", [
-        ({"type": "hello", "versions": "1"}, "$.versions"),
-        ({"type": "hello", "versions": [1], "pid": True}, "$.pid"),
-        ({"type": "hello", "versions": [1], "token": 123}, "$.token"),
-        (batch({**STEP_START, "start_ns": 1.0}), "$.events[0].start_ns"),
-        (batch({**STEP_START, "name": b"call_llm"}), "$.events[0].name"),
-        (batch({**STEP_END, "tokens_input": None}), "$.events[0].tokens_input"),
-        (batch({**STEP_END, "cost_usd": "0.25"}), "$.events[0].cost_usd"),
-        (batch({**RUN_START, "metadata_json": None}), "$.events[0].metadata_json"),
-        (batch(STEP_START, seq="1"), "$.seq"),
+    @pytest.mark.parametrize("message, repaired", [
+        ({"type": "hello"}, HELLO),
+        ({"type": "batch", "events": []}, {"type": "batch", "seq": 1, "events": []}),
+        ({"type": "batch", "seq": 1}, {"type": "batch", "seq": 1, "events": []}),
+        (batch(without(STEP_START, "step_id")), batch(STEP_START)),
+        (batch(without(STEP_END, "end_ns")), batch(STEP_END)),
+        ({"seq": 1, "events": []}, {"type": "batch", "seq": 1, "events": []}),
     ])
-    def test_a_wrong_type_is_rejected_with_its_path(self, message, where):
-        with pytest.raises(msgspec.ValidationError, match=r"Expected `[\w |]+`, got") as caught:
-            client_decode(message)
-        assert f"`{where}`" in str(caught.value)
+    def test_a_missing_required_field_is_rejected(self, message, repaired):
+        assert_rejected(message, repaired)
+
+    @pytest.mark.parametrize("message, repaired", [
+        ({"type": "hello", "versions": "1"}, {"type": "hello", "versions": [1]}),
+        ({"type": "hello", "versions": [1], "pid": True}, {"type": "hello", "versions": [1], "pid": 1}),
+        ({"type": "hello", "versions": [1], "token": 123}, {"type": "hello", "versions": [1], "token": "1"}),
+        (batch({**STEP_START, "start_ns": 1.0}), batch({**STEP_START, "start_ns": 1})),
+        (batch({**STEP_START, "name": b"call_llm"}), batch({**STEP_START, "name": "call_llm"})),
+        (batch({**STEP_END, "tokens_input": None}), batch({**STEP_END, "tokens_input": 0})),
+        (batch({**STEP_END, "cost_usd": "0.25"}), batch({**STEP_END, "cost_usd": 0.25})),
+        (batch({**RUN_START, "metadata_json": None}), batch({**RUN_START, "metadata_json": "{}"})),
+        (batch(STEP_START, seq="1"), batch(STEP_START, seq=1)),
+    ])
+    def test_a_wrong_type_is_rejected(self, message, repaired):
+        assert_rejected(message, repaired)
 
     def test_a_batch_of_more_than_max_batch_events_is_rejected(self):
         assert len(client_decode(batch(*[STEP_START] * protocol.MAX_BATCH_EVENTS)).events) == 1000
-        with pytest.raises(msgspec.ValidationError, match=r"length <= 1000 - at `\$.events`"):
+        with pytest.raises(msgspec.ValidationError):
             client_decode(batch(*[STEP_START] * (protocol.MAX_BATCH_EVENTS + 1)))
 
     @pytest.mark.parametrize("field, value", [
@@ -128,12 +135,14 @@ class TestDecoders:
         ("start_ns", -1),
     ])
     def test_ids_names_and_times_must_have_their_documented_form(self, field, value):
-        # The decoder checks lengths; the hex digits are checked per batch (invalid_id).
-        with pytest.raises(msgspec.ValidationError, match=rf"at `\$.events\[0\].{field}`"):
+        # The decoder checks lengths; the hex digits are checked per batch (invalid_id),
+        # whose message names the field (the daemon's own wording).
+        try:
             decoded = client_decode(batch({**STEP_START, field: value}))
-            problem = protocol.invalid_id(decoded.events)
-            if problem:
-                raise msgspec.ValidationError(problem)
+        except msgspec.ValidationError:
+            assert client_decode(batch(STEP_START))
+            return
+        assert f"$.events[0].{field}" in protocol.invalid_id(decoded.events)
 
     def test_names_are_counted_in_characters_not_bytes(self):
         name = "é" * protocol.MAX_NAME_CHARS  # 1024 bytes of UTF-8
@@ -158,7 +167,7 @@ class TestDecoders:
         {"type": "ping"},
     ])
     def test_the_client_decoder_takes_only_hello_batch_and_bye(self, message):
-        with pytest.raises(msgspec.ValidationError, match=r"Invalid value '\w+' - at `\$.type`"):
+        with pytest.raises(msgspec.ValidationError):
             client_decode(message)
 
     def test_drop_counts_ride_on_a_batch_and_a_hello_key_for_them_is_ignored(self):
@@ -169,21 +178,12 @@ class TestDecoders:
         hello = client_decode({**HELLO, "dropped": {"queue_full": 3}})
         assert hello == client_decode(HELLO) and not hasattr(hello, "dropped")
 
-    @pytest.mark.parametrize("dropped, where", [
-        ({"queue_full": 1.5}, "$.dropped[...]"),
-        ({"queue_full": None}, "$.dropped[...]"),
-        ({7: 1}, "$.dropped"),
-        (None, "$.dropped"),
-        ([["queue_full", 1]], "$.dropped"),
+    @pytest.mark.parametrize("dropped", [
+        {"queue_full": 1.5}, {"queue_full": None}, {7: 1}, None, [["queue_full", 1]],
+        {"queue_full": -1},
     ])
-    def test_drop_counts_are_a_map_of_str_to_int(self, dropped, where):
-        with pytest.raises(msgspec.ValidationError) as caught:
-            client_decode({**batch(), "dropped": dropped})
-        assert f"`{where}`" in str(caught.value)
-
-    def test_negative_drop_counts_are_rejected(self):
-        with pytest.raises(msgspec.ValidationError, match=r"\$\.dropped"):
-            client_decode({**batch(), "dropped": {"queue_full": -1}})
+    def test_drop_counts_are_a_map_of_str_to_a_count(self, dropped):
+        assert_rejected({**batch(), "dropped": dropped}, {**batch(), "dropped": {"queue_full": 1}})
 
     @pytest.mark.parametrize("message, seq", [
         (batch({**STEP_START, "step_id": "x"}, seq=7), 7),
@@ -224,7 +224,7 @@ class TestDecoders:
 
     @pytest.mark.parametrize("body", [packed([1, 2]), packed("hello"), packed(None)])
     def test_a_body_that_is_not_a_map_is_a_validation_error(self, body):
-        with pytest.raises(msgspec.ValidationError, match="Expected `object`"):
+        with pytest.raises(msgspec.ValidationError):
             protocol.client_message_decoder.decode(body)
 
 

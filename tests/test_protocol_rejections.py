@@ -26,7 +26,7 @@ from protocol_support import (
     packed,
 )
 
-from traceforge_client import protocol
+from traceforge_protocol import wire as protocol
 
 
 def oversized() -> bytes:
@@ -43,7 +43,9 @@ def with_invalid_utf8(message: dict) -> bytes:
 
 REJECTIONS = {
     # name: (bytes the client sends, frames before the error, error code, words in the message,
-    #        the error's seq)
+    #        the error's seq). The words are the daemon's own: where the detail comes from the
+    #        msgpack library (a validation path, a decode error), only the daemon's prefix is
+    #        checked, so a new msgspec release that words its errors differently changes nothing.
     "wrong preface": (b"TFR\x02" + frame(HELLO), 0, "bad_preface", "expected the preface", None),
     "http request": (
         b"POST /v1/ingest HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}",
@@ -54,30 +56,31 @@ REJECTIONS = {
     "wrong proto": (PREFACE + frame({**HELLO, "proto": "otlp"}), 0,
                     "unsupported_version", "'otlp'", None),
     "invalid hello": (PREFACE + frame({**HELLO, "pid": "4242"}), 0,
-                      "invalid_event", "$.pid", None),
+                      "invalid_event", "invalid message", None),
     "oversized length before the hello": (PREFACE + oversized(), 0, "frame_too_large", "4194305",
                                           None),
     "oversized length after the hello": (PREFACE + frame(HELLO) + oversized(), 1,
                                          "frame_too_large", "4194305", None),
     "zero length": (PREFACE + struct.pack(">I", 0), 0, "malformed", "frame length 0", None),
     "trailing bytes": (PREFACE + frame(HELLO) + struct.pack(">I", len(packed(batch())) + 1)
-                       + packed(batch()) + b"\xc0", 1, "malformed", "trailing characters", None),
+                       + packed(batch()) + b"\xc0", 1, "malformed", "not a msgpack message", None),
     "invalid utf-8 in the hello": (PREFACE + with_invalid_utf8({**HELLO, "host": "?"}), 0,
-                                   "malformed", "utf-8", None),
+                                   "malformed", "not a msgpack message", None),
     "invalid utf-8 in a batch": (PREFACE + frame(HELLO)
                                  + with_invalid_utf8(batch({**RUN_START, "name": "?"}, seq=4)),
-                                 1, "malformed", "utf-8", 4),
+                                 1, "malformed", "not a msgpack message", 4),
     "batch before the hello": (PREFACE + frame(batch(RUN_START)), 0, "hello_required", "hello",
                                None),
     "second hello": (PREFACE + frame(HELLO) + frame(HELLO), 1, "hello_required", "second hello",
                      None),
     "invalid event": (PREFACE + frame(HELLO) + frame(batch(BAD_STEP, seq=1)), 1,
-                      "invalid_event", "$.events[0].step_id", 1),
-    "seq zero": (PREFACE + frame(HELLO) + frame(batch(seq=0)), 1, "invalid_event", "$.seq", 0),
+                      "invalid_event", "invalid message", 1),
+    "seq zero": (PREFACE + frame(HELLO) + frame(batch(seq=0)), 1, "invalid_event",
+                 "invalid message", 0),
     "invalid batch before the hello": (PREFACE + frame(batch(BAD_STEP, seq=3)), 0,
-                                       "invalid_event", "$.events[0].step_id", 3),
+                                       "invalid_event", "invalid message", 3),
     "a type only the daemon sends": (PREFACE + frame(HELLO) + frame({"type": "ack", "seq": 1}),
-                                     1, "invalid_event", "$.type", None),
+                                     1, "invalid_event", "invalid message", None),
 }
 
 

@@ -22,7 +22,7 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from traceforge_client import protocol
+from traceforge_protocol import wire as protocol
 from traceforge_daemon import settings as daemon_settings
 
 DOC = (Path(__file__).resolve().parent.parent / "protocol.md").read_text(encoding="utf-8")

@@ -15,9 +15,9 @@ import sqlite3
 
 import pytest
 
-from traceforge_daemon import schema, steps_query
-from traceforge_daemon.runs_query import TOTALS_SQL, RunFilter, run_list_sql
-from traceforge_daemon.steps_query import StepFilter, choose_index, search_sql
+from traceforge_daemon.storage import schema, steps_query
+from traceforge_daemon.storage.runs_query import TOTALS_SQL, RunFilter, run_list_sql
+from traceforge_daemon.storage.steps_query import StepFilter, choose_index, search_sql
 
 FULL_SCAN = re.compile(r"\bSCAN (steps|s)\b(?! USING (COVERING )?INDEX)")
 

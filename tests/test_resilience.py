@@ -127,7 +127,8 @@ def test_a_batch_the_daemon_rejects_is_dropped_alone_and_the_client_carries_on(d
     code = r'''
 import json
 import traceforge_client as tf
-from traceforge_client import protocol, transport
+from traceforge_client import transport
+from traceforge_protocol import wire as protocol
 with tf.trace_run("before"):
     pass
 assert tf.flush(10)

@@ -9,7 +9,9 @@
             r["tokens_input"], r["tokens_output"] = 89, 95
 
 Nothing here blocks on the network or raises into your program: events go to a
-bounded queue that a background thread sends to the daemon.
+bounded queue that a background thread sends to the daemon. Importing the package
+changes nothing in the process; the hooks that let child processes attach to the
+current step (``children.py``) are installed when tracing is first used.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from . import hot_path as _hot_path
 
 _hot_path.load()  # before anything imports the per-step modules, compiled or not
 
-from . import children as _children  # noqa: E402
 from .context import (  # noqa: E402
     TracedThreadPoolExecutor, child_env, current_run_id, current_step_id, propagate,
 )
@@ -29,7 +30,7 @@ from .decorator import trace_step_decorator  # noqa: E402
 from .tracer import current_step, trace_run, trace_step  # noqa: E402
 from .transport import configure as _configure  # noqa: E402
 from .transport import flush, shutdown, stats  # noqa: E402
-from .version import __version__  # noqa: E402
+from traceforge_protocol.version import __version__  # noqa: E402
 
 
 def init(address: Optional[str] = None, **options) -> None:
@@ -44,8 +45,6 @@ def init(address: Optional[str] = None, **options) -> None:
     """
     _configure(address, **options)
 
-
-_children.install()
 
 __all__ = [
     "TracedThreadPoolExecutor",

@@ -8,7 +8,8 @@
   the parent's context directly.
 
 Both hooks do nothing outside a step, so untraced code starts processes exactly as
-before. Installed once, when ``traceforge_client`` is imported.
+before. Installed once, when this process first traces something or calls ``init()``:
+importing TraceForge alone leaves ``subprocess`` and ``multiprocessing`` as they are.
 """
 
 from __future__ import annotations

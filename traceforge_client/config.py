@@ -10,20 +10,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse
 
-logger = logging.getLogger("traceforge")
+from traceforge_protocol.home import TRACEFORGE_TOKEN, Home
 
-TRACEFORGE_HOME = "TRACEFORGE_HOME"
-"""Directory holding the daemon's database, socket, token and logs. Default: ~/.traceforge"""
+logger = logging.getLogger("traceforge")
 
 TRACEFORGE_ADDRESS = "TRACEFORGE_ADDRESS"
 """Where the daemon listens: unix:///path/to.sock or tcp://host:port. Default: the
 daemon's default Unix socket, $TRACEFORGE_HOME/daemon.sock"""
-
-TRACEFORGE_TOKEN = "TRACEFORGE_TOKEN"
-"""Token sent in the hello; needed when the daemon listens beyond loopback. Default: none."""
 
 TRACEFORGE_DISABLED = "TRACEFORGE_DISABLED"
 """Set to 1 (or true/yes) to make every TraceForge call a no-op. Default: unset."""
@@ -35,19 +30,10 @@ state file, else http://127.0.0.1:8742"""
 TRACEFORGE_TRACEPARENT = "TRACEFORGE_TRACEPARENT"
 """Set by TraceForge for child processes: 00-<run id>-<step id>-01 (W3C traceparent style)."""
 
-DEFAULT_HTTP_PORT = 8742
 DEFAULT_QUEUE_EVENTS = 100_000
 MAX_QUEUE_EVENTS = 1_000_000_000
 """Far beyond any memory; keeps the bound a C integer in the compiled queue."""
 DEFAULT_SHUTDOWN_TIMEOUT = 2.0
-
-
-def home_dir() -> Path:
-    return Path(os.environ.get(TRACEFORGE_HOME) or Path.home() / ".traceforge")
-
-
-def default_socket_path() -> Path:
-    return home_dir() / "daemon.sock"
 
 
 def _env_disabled() -> bool:
@@ -122,7 +108,7 @@ def load_config(address: str | None = None, **options) -> ClientConfig:
                 raise
             logger.warning("%s; using the default socket", exc)
     if parsed is None:
-        parsed = Address("unix", path=str(default_socket_path()))
+        parsed = Address("unix", path=str(Home.from_env().socket))
     token = options.pop("token", None) or os.environ.get(TRACEFORGE_TOKEN) or None
     unknown = set(options) - {"max_queue_events", "shutdown_timeout", "service"}
     if unknown:

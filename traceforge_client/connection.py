@@ -12,7 +12,7 @@ from typing import Optional
 
 import msgspec
 
-from . import protocol
+from traceforge_protocol import wire
 from .config import Address
 
 CONNECT_TIMEOUT = 1.0
@@ -26,7 +26,7 @@ class DaemonError(Exception):
 class Connection:
     """One socket to the daemon, after the preface and hello exchange."""
 
-    def __init__(self, address: Address, hello: protocol.Hello) -> None:
+    def __init__(self, address: Address, hello: wire.Hello) -> None:
         if address.kind == "unix":
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             target: object = address.path
@@ -40,15 +40,15 @@ class Connection:
             sock.settimeout(CONNECT_TIMEOUT)
             sock.connect(target)
             sock.settimeout(IO_TIMEOUT)
-            sock.sendall(protocol.PREFACE + protocol.encode_frame(hello))
+            sock.sendall(wire.PREFACE + wire.encode_frame(hello))
             reply = self.read_message(timeout=IO_TIMEOUT)
         except BaseException:
             sock.close()
             raise
-        if isinstance(reply, protocol.Error):
+        if isinstance(reply, wire.Error):
             sock.close()
             raise DaemonError(f"daemon refused the connection: {reply.code}: {reply.message}")
-        if not isinstance(reply, protocol.HelloOk):
+        if not isinstance(reply, wire.HelloOk):
             sock.close()
             raise DaemonError(f"expected hello_ok, got {type(reply).__name__}")
         self.hello_ok = reply
@@ -74,15 +74,15 @@ class Connection:
     def _parse_one(self) -> Optional[msgspec.Struct]:
         if len(self.buffer) < 4:
             return None
-        (length,) = protocol.FRAME_HEADER.unpack_from(self.buffer)
-        if length > protocol.MAX_FRAME_BYTES:
+        (length,) = wire.FRAME_HEADER.unpack_from(self.buffer)
+        if length > wire.MAX_FRAME_BYTES:
             raise DaemonError(f"daemon sent an oversized frame ({length} bytes)")
         if len(self.buffer) < 4 + length:
             return None
         body = bytes(self.buffer[4 : 4 + length])
         del self.buffer[: 4 + length]
         try:
-            return protocol.server_message_decoder.decode(body)
+            return wire.server_message_decoder.decode(body)
         except msgspec.DecodeError as exc:
             raise DaemonError(f"unreadable message from daemon: {exc}") from exc
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import msgspec
+
+from traceforge_protocol import ids
 
 from .config import TRACEFORGE_TRACEPARENT
 
@@ -47,19 +48,9 @@ _current: contextvars.ContextVar[Optional[Current]] = contextvars.ContextVar(
     "traceforge_current", default=None
 )
 
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16}|0{16})-0[01]$")
-
-
 def parse_traceparent(value: str) -> Optional[Current]:
-    match = _TRACEPARENT.match(value.strip())
-    if not match:
-        return None
-    run_id, step_id = match.groups()
-    return Current(run_id, None if step_id == "0" * 16 else step_id, None, None)
-
-
-def format_traceparent(current: Current) -> str:
-    return f"00-{current.run_id}-{current.step_id or '0' * 16}-01"
+    parsed = ids.parse_traceparent(value)
+    return None if parsed is None else Current(parsed[0], parsed[1], None, None)
 
 
 _process_parent: Optional[Current] = parse_traceparent(os.environ.get(TRACEFORGE_TRACEPARENT, ""))
@@ -77,7 +68,7 @@ def set_process_parent(traceparent: str) -> None:
 
 def current_traceparent() -> Optional[str]:
     current = get_current()
-    return format_traceparent(current) if current else None
+    return ids.format_traceparent(current.run_id, current.step_id) if current else None
 
 
 def current_run_id() -> Optional[str]:

@@ -21,14 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
+
 from .context import current_step_id
 from .storage import Storage, get_storage
 from .tracer import trace_run, trace_step
 from .transport import flush
-
-REPLAY_OF_RUN_KEY = "traceforge.replay_of_run_id"
-REPLAY_OF_STEP_KEY = "traceforge.replay_of_step_id"
-"""Run metadata keys the daemon reads to link a replay to its original (schema v2)."""
 
 
 @dataclass

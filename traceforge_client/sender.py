@@ -23,11 +23,13 @@ from typing import Callable, Optional
 
 import msgspec
 
-from . import hot_path, protocol
+from traceforge_protocol import wire
+
+from . import hot_path
 from .config import Address, ClientConfig
 from .connection import Connection, DaemonError
 from .event_queue import EventQueue
-from .version import __version__
+from traceforge_protocol.version import __version__
 
 logger = logging.getLogger("traceforge")
 
@@ -68,7 +70,7 @@ class Sender:
         self.sent_batches = 0
         self.reconnects = 0
         self.connection: Optional[Connection] = None
-        self.max_frame_bytes = protocol.MAX_FRAME_BYTES
+        self.max_frame_bytes = wire.MAX_FRAME_BYTES
         self.last_error: Optional[str] = None
         self._warned = False
         self._backoff = BACKOFF_MIN
@@ -179,8 +181,8 @@ class Sender:
                 self._disconnect(exc)
 
     def _connect(self) -> bool:
-        hello = protocol.Hello(
-            versions=list(protocol.SUPPORTED_VERSIONS),
+        hello = wire.Hello(
+            versions=list(wire.SUPPORTED_VERSIONS),
             token=self.config.token,
             client="traceforge-python",
             client_version=__version__,
@@ -236,12 +238,12 @@ class Sender:
             self.events.count_drop("too_large", 1)
             events = []
             encoded = _event_encoder.encode(events)
-        step_ends = sum(1 for e in events if type(e) is protocol.StepEnd)
+        step_ends = sum(1 for e in events if type(e) is wire.StepEnd)
         self._send_encoded(msgspec.Raw(encoded), len(events), step_ends, dropped)
 
     def _send_encoded(self, events: msgspec.Raw, count: int, step_ends: int, dropped: dict) -> None:
         self.seq += 1
-        frame = protocol.encode_frame(protocol.EncodedBatch(self.seq, events, dropped))
+        frame = wire.encode_frame(wire.EncodedBatch(self.seq, events, dropped))
         self.inflight.append(InflightBatch(self.seq, events, count, step_ends, dropped))
         self.connection.send(frame)  # type: ignore[union-attr]
         self.sent_batches += 1
@@ -281,7 +283,7 @@ class Sender:
                 message = connection.read_message(timeout=0)
         elif closing and not queue:
             try:
-                connection.send(protocol.encode_frame(protocol.Bye()))
+                connection.send(wire.encode_frame(wire.Bye()))
             except OSError:
                 pass
             connection.close()
@@ -293,7 +295,7 @@ class Sender:
         return True
 
     def _handle(self, message: msgspec.Struct) -> None:
-        if isinstance(message, protocol.Ack):
+        if isinstance(message, wire.Ack):
             self._backoff = BACKOFF_MIN  # this connection works: reconnect fast next time
             inflight = self.inflight
             while inflight and inflight[0].seq <= message.seq:
@@ -303,7 +305,7 @@ class Sender:
             if self._settled():
                 with self._idle:
                     self._idle.notify_all()
-        elif isinstance(message, protocol.Error):
+        elif isinstance(message, wire.Error):
             if message.seq is not None and not message.retryable:
                 # The daemon refused that batch for good: count it, never resend it.
                 for batch in list(self.inflight):

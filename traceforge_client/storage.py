@@ -21,6 +21,8 @@ import os
 import urllib.parse
 from typing import Any, Optional
 
+from traceforge_protocol.home import DEFAULT_HTTP_PORT, TRACEFORGE_TOKEN, Home
+
 from . import config
 
 DEFAULT_TIMEOUT = 30.0
@@ -52,13 +54,10 @@ def default_url() -> str:
     url = os.environ.get(config.TRACEFORGE_HTTP, "").strip()
     if url:
         return url.rstrip("/")
-    try:
-        state = json.loads((config.home_dir() / "daemon.json").read_text())
-        if state.get("http"):
-            return str(state["http"]).rstrip("/")
-    except (OSError, ValueError, AttributeError):
-        pass
-    return f"http://127.0.0.1:{config.DEFAULT_HTTP_PORT}"
+    state = Home.from_env().read_state()
+    if state is not None and state.http:
+        return state.http.rstrip("/")
+    return f"http://127.0.0.1:{DEFAULT_HTTP_PORT}"
 
 
 class Storage:
@@ -67,7 +66,7 @@ class Storage:
     def __init__(self, url: Optional[str] = None, token: Optional[str] = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = (url or default_url()).rstrip("/")
-        self.token = token or os.environ.get(config.TRACEFORGE_TOKEN) or None
+        self.token = token or os.environ.get(TRACEFORGE_TOKEN) or None
         self.timeout = timeout
 
     def __repr__(self) -> str:

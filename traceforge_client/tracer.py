@@ -15,7 +15,9 @@ from typing import Any, Optional
 
 import msgspec
 
-from . import context, ids, pricing, protocol, transport
+from traceforge_protocol import wire
+
+from . import context, ids, pricing, transport
 from .config import switch
 from .context import Current, RunState, _current
 from .ids import new_run_id
@@ -39,7 +41,7 @@ def _fallback(value: Any) -> Any:
 
 _json_encoder = msgspec.json.Encoder(enc_hook=_fallback)
 _encode_json = _json_encoder.encode
-StepStart, StepEnd = protocol.StepStart, protocol.StepEnd
+StepStart, StepEnd = wire.StepStart, wire.StepEnd
 
 
 def to_json(value: Any) -> Optional[str]:
@@ -53,8 +55,8 @@ def to_json(value: Any) -> Optional[str]:
             data = _json_encoder.encode(repr(value))
         except Exception:
             data = b'"<unserialisable>"'
-    if len(data) > protocol.MAX_FIELD_BYTES:
-        preview = data[: protocol.MAX_FIELD_BYTES // 4].decode("utf-8", "ignore")
+    if len(data) > wire.MAX_FIELD_BYTES:
+        preview = data[: wire.MAX_FIELD_BYTES // 4].decode("utf-8", "ignore")
         data = _json_encoder.encode(
             {"_traceforge_truncated": True, "original_bytes": len(data), "preview": preview}
         )
@@ -81,7 +83,7 @@ class trace_run:
         self._token = _current.set(Current(run_id, None, self._state, None))
         if not switch.disabled:
             transport.emit(
-                protocol.RunStart(
+                wire.RunStart(
                     run_id=run_id,
                     name=self.name,
                     start_ns=self._start_ns,
@@ -95,7 +97,7 @@ class trace_run:
         failed = (exc_type is not None and issubclass(exc_type, Exception)) or self._state.errored
         if not switch.disabled:
             transport.emit(
-                protocol.RunEnd(
+                wire.RunEnd(
                     run_id=self.run_id,
                     name=self.name,
                     start_ns=self._start_ns,
@@ -233,7 +235,7 @@ class trace_step:
         return self.__exit__(exc_type, exc, tb)
 
 
-MAX_NAME = protocol.MAX_NAME_CHARS
+MAX_NAME = wire.MAX_NAME_CHARS
 MAX_ERROR_CHARS = 64 * 1024
 """Error messages and tracebacks are clipped to this, so one event always fits a frame."""
 

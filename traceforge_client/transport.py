@@ -12,7 +12,7 @@ from typing import Optional
 
 import msgspec
 
-from . import hot_path
+from . import children, hot_path
 from .config import _env_disabled, load_config, switch
 from .sender import Sender
 
@@ -42,6 +42,7 @@ class _DisabledSender:
 def configure(address: Optional[str] = None, **options) -> None:
     """Point this process at a daemon (see ``traceforge_client.init``)."""
     global _sender, emit
+    children.install()
     with _sender_lock:
         old = _sender
         switch.disabled = _env_disabled()

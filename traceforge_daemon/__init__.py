@@ -1,5 +1,20 @@
-"""TraceForge daemon: collects events from traced processes into one SQLite database."""
+"""The TraceForge daemon: collects events from traced processes into one SQLite database
+and serves the HTTP API and the dashboard.
 
-from traceforge_client.version import __version__
+The tree follows the data (see ``daemon.py`` for the start and stop order):
+
+- ``ingest/``: the socket listeners and one connection per client process;
+- ``storage/``: the Store, the one owner of the database: schema, the single writer,
+  the checkpointer, the reader processes and every query;
+- ``http/``: the aiohttp application: API, live events, OpenAPI docs, dashboard files;
+- ``daemon.py`` (lifecycle), ``cli.py`` (the ``traceforge-daemon`` command) and
+  ``settings.py`` (the settings table) on top.
+
+Imports point one way: ``http -> storage <- ingest``, the lifecycle above all three, and
+everything on ``traceforge_protocol``. Nothing here imports ``traceforge_client``: the
+daemon and its reader processes never load the tracer or its process hooks.
+"""
+
+from traceforge_protocol.version import __version__
 
 __all__ = ["__version__"]

@@ -16,12 +16,15 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-from traceforge_client import config as client_config
-from traceforge_client.version import __version__
+import msgspec
 
-from . import schema
+from traceforge_protocol.home import TRACEFORGE_TOKEN, Home
+from traceforge_protocol.version import __version__
+
 from .daemon import Daemon, StartupError
+from .http.ui import DashboardMissing
 from .settings import DEFAULT_HTTP, SETTINGS, Settings, resolve_token, split_host_port
+from .storage import schema
 
 logger = logging.getLogger("traceforge.daemon")
 
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    home = client_config.home_dir()
+    home = Home.from_env()
     try:
         tcp = split_host_port(args.tcp) if args.tcp else None
         http = None if args.http == "off" else split_host_port(args.http)
@@ -70,9 +73,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if not 64 * 1024 <= args.max_frame_bytes <= 64 * 1024 * 1024:
         raise StartupError("--max-frame-bytes must be between 65536 and 67108864")
     settings = Settings(
-        home=home,
-        db=(args.db or home / "traceforge.db").expanduser().absolute(),
-        socket=(args.socket or home / "daemon.sock").expanduser().absolute(),
+        home=home.path,
+        db=(args.db or home.database).expanduser().absolute(),
+        socket=(args.socket or home.socket).expanduser().absolute(),
         http=http,
         tcp=tcp,
         hello_timeout=args.hello_timeout,
@@ -82,7 +85,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_pending_events=args.max_pending_events,
     )
     if settings.needs_token:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings = Settings(**{**settings.__dict__, "token": resolve_token(home, args.token)})
     return settings
 
@@ -123,8 +126,8 @@ async def _serve(settings: Settings) -> None:
         lines.append(f"  http:      {daemon.http_url}")
         lines.append(f"  dashboard: {daemon.http_url}/")
     if settings.needs_token:
-        lines.append(f"  token:     required beyond loopback; see {settings.home / 'token'}"
-                     " or TRACEFORGE_TOKEN")
+        lines.append(f"  token:     required beyond loopback; see "
+                     f"{settings.home_layout.token_file} or TRACEFORGE_TOKEN")
     print("\n".join(lines), flush=True)
     await stop.wait()
     logger.info("stopping: committing what was received")
@@ -138,7 +141,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         return _start_detached(settings)
     try:
         _run_loop(_serve(settings))
-    except (StartupError, schema.SchemaError) as exc:
+    except (StartupError, schema.SchemaError, DashboardMissing) as exc:
         print(f"traceforge-daemon: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -148,8 +151,9 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def _start_detached(settings: Settings) -> int:
-    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log_path = settings.home / "daemon.log"
+    home = settings.home_layout
+    home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log_path = home.log_file
     argv = [a for a in sys.argv[1:] if a != "--detach"]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -161,13 +165,13 @@ def _start_detached(settings: Settings) -> int:
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        state = read_state(settings.home)
-        if state and state.get("pid") == process.pid:
-            (settings.home / "daemon.pid").write_text(f"{process.pid}\n")
+        state = home.read_state()
+        if state is not None and state.pid == process.pid:
+            home.pid_file.write_text(f"{process.pid}\n")
             print(f"traceforge-daemon started in the background (pid {process.pid})")
             print(f"  log:       {log_path}")
-            if state.get("http"):
-                print(f"  dashboard: {state['http']}/")
+            if state.http:
+                print(f"  dashboard: {state.http}/")
             return 0
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
@@ -176,13 +180,6 @@ def _start_detached(settings: Settings) -> int:
         time.sleep(0.05)
     print(f"traceforge-daemon did not come up within 30 s; see {log_path}", file=sys.stderr)
     return 1
-
-
-def read_state(home: Path) -> Optional[dict]:
-    try:
-        return json.loads((home / "daemon.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _alive(pid: int) -> bool:
@@ -196,12 +193,12 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    home = client_config.home_dir()
-    state = read_state(home)
-    if not state or not _alive(state["pid"]):
-        print(f"no traceforge daemon is running (no live state file in {home})")
+    home = Home.from_env()
+    state = home.read_state()
+    if state is None or not _alive(state.pid):
+        print(f"no traceforge daemon is running (no live state file in {home.path})")
         return 1
-    pid = state["pid"]
+    pid = state.pid
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and _alive(pid):
@@ -210,7 +207,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
         print(f"daemon (pid {pid}) did not stop within 60 s", file=sys.stderr)
         return 1
     try:
-        (home / "daemon.pid").unlink()
+        home.pid_file.unlink()
     except OSError:
         pass
     print(f"traceforge daemon stopped (pid {pid})")
@@ -218,23 +215,24 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    home = client_config.home_dir()
-    state = read_state(home)
-    if not state or not _alive(state["pid"]):
-        print(json.dumps({"status": "stopped", "home": str(home)}, indent=2))
+    home = Home.from_env()
+    state = home.read_state()
+    if state is None or not _alive(state.pid):
+        print(json.dumps({"status": "stopped", "home": str(home.path)}, indent=2))
         return 1
-    if not state.get("http"):
-        print(json.dumps({"status": "running", **state}, indent=2))
+    if not state.http:
+        print(json.dumps({"status": "running", **msgspec.structs.asdict(state)}, indent=2))
         return 0
-    request = urllib.request.Request(state["http"] + "/api/health")
-    token = os.environ.get(client_config.TRACEFORGE_TOKEN)
+    request = urllib.request.Request(state.http + "/api/health")
+    token = os.environ.get(TRACEFORGE_TOKEN)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             health = json.load(response)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(json.dumps({"status": "unreachable", "error": str(exc), **state}, indent=2))
+        print(json.dumps({"status": "unreachable", "error": str(exc),
+                          **msgspec.structs.asdict(state)}, indent=2))
         return 1
     print(json.dumps(health, indent=2))
     return 0

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from traceforge_client import config as client_config
-from traceforge_client import protocol
+from traceforge_protocol import wire
+from traceforge_protocol.home import DEFAULT_HTTP_PORT, TRACEFORGE_TOKEN, Home
 
-DEFAULT_HTTP = f"127.0.0.1:{client_config.DEFAULT_HTTP_PORT}"
+DEFAULT_HTTP = f"127.0.0.1:{DEFAULT_HTTP_PORT}"
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ SETTINGS = (
     Setting("hello_timeout", 5.0, "seconds a new connection has to send its preface and hello"),
     Setting("idle_timeout", 300.0, "seconds a connection may stay silent before it is closed"),
     Setting("body_timeout", 30.0, "seconds a frame body may take to arrive once its length is read"),
-    Setting("max_frame_bytes", protocol.MAX_FRAME_BYTES, "largest frame accepted"),
+    Setting("max_frame_bytes", wire.MAX_FRAME_BYTES, "largest frame accepted"),
     Setting("max_pending_events", 200_000, "events waiting for the writer before reading pauses"),
 )
 
@@ -65,12 +65,12 @@ class Settings:
     hello_timeout: float = 5.0
     idle_timeout: float = 300.0
     body_timeout: float = 30.0
-    max_frame_bytes: int = protocol.MAX_FRAME_BYTES
+    max_frame_bytes: int = wire.MAX_FRAME_BYTES
     max_pending_events: int = 200_000
 
     @property
-    def state_file(self) -> Path:
-        return self.home / "daemon.json"
+    def home_layout(self) -> Home:
+        return Home(self.home)
 
     @property
     def needs_token(self) -> bool:
@@ -78,12 +78,12 @@ class Settings:
         return any(not is_loopback(host) for host, _ in exposed)
 
 
-def resolve_token(home: Path, given: Optional[str]) -> str:
+def resolve_token(home: Home, given: Optional[str]) -> str:
     """The token from the flag, TRACEFORGE_TOKEN, or a 0600 file made on first use."""
-    token = given or os.environ.get(client_config.TRACEFORGE_TOKEN)
+    token = given or os.environ.get(TRACEFORGE_TOKEN)
     if token:
         return token
-    path = home / "token"
+    path = home.token_file
     if path.exists():
         return path.read_text().strip()
     token = secrets.token_urlsafe(32)

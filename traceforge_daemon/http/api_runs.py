@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import otel_export, read_jobs
-from .api_common import json_bytes, read, read_found
-from .app import ApiError
-from .compare import UnknownRun
-from .params import Query, bad, check_run_id, decode_cursor
-from .runs_query import RunFilter
+from ..storage import jobs
+from ..storage.compare import UnknownRun
+from ..storage.runs_query import RunFilter
+from .errors import ApiError, bad
+from .params import Query, check_run_id, decode_cursor
+from .reads import json_bytes, read, read_found, read_json
 
 RUN_STATUSES = ("running", "success", "error")
 MAX_RUNS_PAGE = 500
@@ -36,7 +36,7 @@ async def get_runs(request: web.Request) -> web.Response:
     if run_filter.cursor is not None and run_filter.offset:
         raise bad("offset", "cannot be combined with 'cursor'; use one way of paging")
 
-    return json_bytes(await read(request, read_jobs.runs_page, run_filter))
+    return await read_json(request, jobs.runs_page, run_filter)
 
 
 @routes.get("/api/runs/{run_id}")
@@ -47,7 +47,7 @@ async def get_run(request: web.Request) -> web.Response:
     payloads = query.boolean("payloads", False)
 
     return json_bytes(
-        await read_found(request, "run", run_id, read_jobs.run_detail_body, run_id, payloads)
+        await read_found(request, "run", run_id, jobs.run_detail_body, run_id, payloads)
     )
 
 
@@ -56,7 +56,7 @@ async def export_run(request: web.Request) -> web.StreamResponse:
     """The run's steps as OpenTelemetry-style spans, one JSON object per line."""
     run_id = check_run_id(request.match_info["run_id"])
     Query(request, ())
-    chunks = await read_found(request, "run", run_id, otel_export.export_run, run_id)
+    chunks = await read_found(request, "run", run_id, jobs.export_chunks, run_id)
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson",
         "Content-Disposition": f'attachment; filename="traceforge-{run_id}.jsonl"',
@@ -79,6 +79,6 @@ async def compare(request: web.Request) -> web.Response:
             raise bad(name, "is required: the id of a run to compare")
 
     try:
-        return json_bytes(await read(request, read_jobs.compare_body, run_id_a, run_id_b))
+        return await read_json(request, jobs.compare_body, run_id_a, run_id_b)
     except UnknownRun as exc:
         raise ApiError(404, str(exc)) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import rows
-from .reader import snapshot
+from .readers import snapshot
 
 TOKEN_PROBE_LIMIT = 10_000
 """When fewer steps than this pass ``min_tokens`` (counted in the token index alone,

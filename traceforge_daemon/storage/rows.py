@@ -8,6 +8,8 @@ never reported as 0.
 
 from __future__ import annotations
 
+import base64
+import math
 import sqlite3
 from typing import Any, Iterable, Optional
 
@@ -29,6 +31,15 @@ RUN_COLUMNS = (
     "run_id", "run_name", "started_at", "ended_at", "status", "metadata", "error", "pid",
     "host", "replay_of_run_id", "replay_of_step_id",
 )
+
+UNPRICED_SQL = "(cost_usd IS NULL)"
+"""The rule for an unpriced step, as SQL over ``steps``: the one place it is written
+(``is_unpriced`` is the same rule over a row already read)."""
+
+
+def is_unpriced(step: dict) -> bool:
+    return step["cost_usd"] is None
+
 
 SUMMARY_ERROR_CHARS = 300
 """Step lists cut error messages to this length; the step detail has the whole text."""
@@ -53,6 +64,28 @@ def time_window(start_time: Optional[float], end_time: Optional[float],
         where.append("started_at <= ? AND NOT (started_at = ? AND rowid >= ?)")
         params.extend([cursor[0], cursor[0], cursor[1]])
     return where, params
+
+
+def encode_cursor(started_at: float, rowid: int) -> str:
+    """An opaque page cursor: the keyset (started_at, rowid) of the last row returned."""
+    text = f"{started_at!r}|{rowid!r}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+MAX_ROWID = 2**63 - 1
+
+
+def decode_cursor(value: str) -> tuple[float, int]:
+    """(started_at, rowid) from a cursor made by ``encode_cursor``; ValueError otherwise."""
+    try:
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        started, rowid = text.split("|")
+        result = float(started), int(rowid)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a cursor") from None
+    if not math.isfinite(result[0]) or abs(result[1]) > MAX_ROWID:
+        raise ValueError("not a cursor")
+    return result
 
 
 def select_list(columns: Iterable[str], table: str = "") -> str:
@@ -124,11 +157,11 @@ class Totals:
         self.tokens_output += step["tokens_output"]
         self.cache_read += step["tokens_cache_read"]
         self.cache_write += step["tokens_cache_write"]
-        if step["cost_usd"] is None:
+        if is_unpriced(step):
             self.unpriced += 1
         else:
             self.priced += 1
-            self.cost += step["cost_usd"]
+            self.cost += step["cost_usd"] or 0.0
 
     def as_dict(self) -> dict:
         return totals_dict(
@@ -140,8 +173,7 @@ class Totals:
 def totals_dict(steps: int, running: int, errors: int, tokens_input: int, tokens_output: int,
                 cache_read: int, cache_write: int, cost: float, priced: int,
                 unpriced: int) -> dict:
-    """Run totals. ``cost_usd`` sums the priced steps; it is None only when no step
-    is priced and some are unpriced, since a sum of nothing known is not $0."""
+    """Totals over steps, in the shape every run summary carries."""
     return {
         "step_count": steps,
         "running_steps": running,
@@ -151,9 +183,15 @@ def totals_dict(steps: int, running: int, errors: int, tokens_input: int, tokens
         "tokens_cache_read": cache_read,
         "tokens_cache_write": cache_write,
         "total_tokens": tokens_input + tokens_output,
-        "cost_usd": None if unpriced and not priced else round(cost, 10),
+        "cost_usd": cost_total(cost, priced, unpriced),
         "unpriced_steps": unpriced,
     }
+
+
+def cost_total(cost: float, priced: int, unpriced: int) -> Optional[float]:
+    """The cost of a set of steps: the sum over the priced ones, or None when none is
+    priced and some are unpriced, since a sum of nothing known is not $0."""
+    return None if unpriced and not priced else round(cost, 10)
 
 
 def empty_totals() -> dict:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from traceforge_client.version import __version__
+from traceforge_protocol import ids
+from traceforge_protocol.version import __version__
 
 from .docs_page import DOCS_HTML
 
 routes = web.RouteTableDef()
 
-RUN_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$", "example": "0190f5a2b3c4d5e6f708192a3b4c5d6e"}
-STEP_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$", "example": "9f3c2a1b00000001"}
+RUN_ID = {"type": "string", "pattern": ids.RUN_ID_PATTERN, "example": "0190f5a2b3c4d5e6f708192a3b4c5d6e"}
+STEP_ID = {"type": "string", "pattern": ids.STEP_ID_PATTERN, "example": "9f3c2a1b00000001"}
 EPOCH = {"type": "number", "minimum": -1e15, "maximum": 1e15,
          "description": "Unix time in seconds, e.g. 1714000000.5"}
 TEXT = {"type": "string", "maxLength": 512}

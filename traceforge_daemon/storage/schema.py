@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from traceforge_client.replay import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
+from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
 
 SCHEMA_VERSION = 2
 MIN_SQLITE = (3, 35, 0)  # UPSERT with several ON CONFLICT targets, RETURNING

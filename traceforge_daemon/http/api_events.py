@@ -1,8 +1,10 @@
 """Server-Sent Events: runs and steps starting and ending, pushed as they are committed.
 
-The hub is one of the daemon's commit listeners: after each SQLite commit it turns the
-committed events into small SSE messages (no inputs or outputs, which can be a
-megabyte each; fetch those from /api/steps/{id}) and offers them to every subscriber.
+The hub is one of the Store's commit listeners: after each SQLite commit it turns the
+committed events into small SSE messages, each a step or run summary in the shape the
+run detail lists it (``storage.records.live_summary``; no inputs or outputs, which can
+be a megabyte each: fetch those from /api/steps/{id}), and offers them to every
+subscriber, so a page can update a row in place.
 With no subscribers it does nothing, so ingest pays nothing for the feature.
 
 Each subscriber has a bounded buffer. A subscriber that reads too slowly loses the
@@ -20,11 +22,9 @@ from typing import Optional
 import msgspec
 from aiohttp import web
 
-from traceforge_client import protocol
-
-from .app import DAEMON
+from ..storage import records
 from .params import Query
-from .rows import SUMMARY_ERROR_CHARS
+from .reads import STORE
 
 QUEUE_MESSAGES = 10_000
 """Messages a subscriber may have waiting before newer ones are dropped."""
@@ -33,44 +33,6 @@ KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000
 
 _encode = msgspec.json.Encoder().encode
-
-
-def describe(event) -> Optional[tuple[str, dict]]:
-    """(SSE event name, JSON payload) for one committed protocol event; None for a kind
-    this module does not know, so a new event type never breaks the stream."""
-    kind = type(event)
-    if kind is protocol.StepStart:
-        return "step_start", {
-            "run_id": event.run_id, "step_id": event.step_id,
-            "parent_step_id": event.parent_step_id, "step_name": event.name,
-            "model": event.model, "started_at": event.start_ns / 1e9,
-        }
-    if kind is protocol.StepEnd:
-        error = None
-        if event.status == "error":
-            error = f"{event.error_type}: {event.error_message}"[:SUMMARY_ERROR_CHARS]
-        return "step_end", {
-            "run_id": event.run_id, "step_id": event.step_id,
-            "parent_step_id": event.parent_step_id, "step_name": event.name,
-            "model": event.model, "started_at": event.start_ns / 1e9,
-            "ended_at": event.end_ns / 1e9, "status": event.status,
-            "latency_ms": (event.end_ns - event.start_ns) / 1e6,
-            "tokens_input": event.tokens_input, "tokens_output": event.tokens_output,
-            "tokens_cache_read": event.tokens_cache_read,
-            "tokens_cache_write": event.tokens_cache_write,
-            "cost_usd": event.cost_usd, "error_type": event.error_type, "error": error,
-        }
-    if kind is protocol.RunStart:
-        return "run_start", {
-            "run_id": event.run_id, "run_name": event.name, "started_at": event.start_ns / 1e9,
-        }
-    if kind is not protocol.RunEnd:
-        return None
-    return "run_end", {
-        "run_id": event.run_id, "run_name": event.name, "started_at": event.start_ns / 1e9,
-        "ended_at": event.end_ns / 1e9, "status": event.status, "error": event.error,
-        "duration_ms": (event.end_ns - event.start_ns) / 1e6,
-    }
 
 
 class Subscriber:
@@ -126,7 +88,7 @@ class EventHub:
         messages = []
         for item in items:
             for event in getattr(item, "events", ()):
-                described = describe(event)
+                described = records.live_summary(event)
                 if described is None:
                     continue
                 name, payload = described
@@ -201,13 +163,13 @@ def setup(app: web.Application) -> None:
     app[HUB] = hub
 
     async def start(app: web.Application) -> None:
-        app[DAEMON].commit_listeners.append(hub.on_commit)
+        app[STORE].commit_listeners.append(hub.on_commit)
 
     async def shutdown(app: web.Application) -> None:
         hub.close()
 
     async def cleanup(app: web.Application) -> None:
-        listeners = app[DAEMON].commit_listeners
+        listeners = app[STORE].commit_listeners
         if hub.on_commit in listeners:
             listeners.remove(hub.on_commit)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from . import read_jobs, rows
-from .api_common import json_bytes, read, read_found
-from .app import ApiError
-from .params import Query, bad, check_step_id, decode_cursor
-from .steps_query import StepFilter, step_inputs
+from ..storage import jobs
+from ..storage.steps_query import StepFilter
+from .errors import ApiError, bad
+from .params import Query, check_step_id, decode_cursor
+from .reads import json_bytes, read_found, read_json
 
 MAX_SEARCH_PAGE = 1000
 MAX_REPLAY_BODY = 1024 * 1024
@@ -27,7 +27,7 @@ async def get_one_step(request: web.Request) -> web.Response:
     step_id = check_step_id(request.match_info["step_id"])
     Query(request, ())
 
-    return json_bytes(await read_found(request, "step", step_id, read_jobs.step_body, step_id))
+    return json_bytes(await read_found(request, "step", step_id, jobs.step_body, step_id))
 
 
 @routes.get("/api/steps/{step_id}/inputs")
@@ -35,8 +35,7 @@ async def get_inputs(request: web.Request) -> web.Response:
     """What re-running the step needs: name, recorded input, model, parameters, output."""
     step_id = check_step_id(request.match_info["step_id"])
     Query(request, ())
-    inputs = await read_found(request, "step", step_id, step_inputs, step_id)
-    return json_bytes(rows.encode(inputs))
+    return json_bytes(await read_found(request, "step", step_id, jobs.step_inputs_body, step_id))
 
 
 @routes.get("/api/search")
@@ -56,7 +55,7 @@ async def search_steps(request: web.Request) -> web.Response:
         payloads=query.boolean("payloads", True),
     )
 
-    return json_bytes(await read(request, read_jobs.search_page, step_filter))
+    return await read_json(request, jobs.search_page, step_filter)
 
 
 @routes.post("/api/replay")
@@ -75,13 +74,9 @@ async def replay(request: web.Request) -> web.Response:
     if not isinstance(step_id, str):
         raise bad("step_id", "is required in the body: the id of the step to replay")
     check_step_id(step_id)
-    inputs = await read_found(request, "step", step_id, step_inputs, step_id)
-    override = body.get("override_input")
-    inputs["original_input"] = inputs["input_data"]
-    inputs["overridden"] = override is not None
-    if override is not None:
-        inputs["input_data"] = override
-    return json_bytes(rows.encode(inputs))
+    return json_bytes(await read_found(
+        request, "step", step_id, jobs.replay_inputs_body, step_id, body.get("override_input")
+    ))
 
 
 async def _json_object(request: web.Request) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import rows
-from .reader import snapshot
+from .readers import snapshot
 
 PERCENTILES = (50, 95, 99)
 
@@ -43,7 +43,7 @@ def step_stats(conn: sqlite3.Connection, f: StatsFilter) -> dict:
     with snapshot(conn):
         groups = conn.execute(
             "SELECT step_name, COUNT(*), TOTAL(status = 'error'), TOTAL(status = 'running'), "
-            "TOTAL(tokens_input), TOTAL(tokens_output), TOTAL(cost_usd), COUNT(cost_usd), "
+            f"TOTAL(tokens_input), TOTAL(tokens_output), TOTAL(cost_usd), TOTAL({rows.UNPRICED_SQL}), "
             f"AVG(latency_ms) FROM steps WHERE {condition} "
             "GROUP BY step_name ORDER BY COUNT(*) DESC, step_name LIMIT ?",
             params + [f.limit],
@@ -54,9 +54,9 @@ def step_stats(conn: sqlite3.Connection, f: StatsFilter) -> dict:
             "SELECT reason, TOTAL(count) FROM client_drops GROUP BY reason ORDER BY reason"
         ).fetchall()
     steps = []
-    for name, count, errors, running, tokens_in, tokens_out, cost, priced, mean in groups:
+    for name, count, errors, running, tokens_in, tokens_out, cost, unpriced, mean in groups:
         finished = count - int(running)
-        unpriced = count - priced
+        unpriced = int(unpriced)
         latency = percentiles.get(name, {})
         steps.append({
             "step_name": name,
@@ -70,7 +70,7 @@ def step_stats(conn: sqlite3.Connection, f: StatsFilter) -> dict:
             },
             "tokens_input": int(tokens_in),
             "tokens_output": int(tokens_out),
-            "cost_usd": None if unpriced and not priced else round(cost, 10),
+            "cost_usd": rows.cost_total(cost, count - unpriced, unpriced),
             "unpriced_steps": unpriced,
         })
     return {

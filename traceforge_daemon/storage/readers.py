@@ -6,7 +6,7 @@ ingest), never on the writer's connection or inside its transaction, and never i
 daemon's process, where its Python work would contend with ingest for the GIL. SQLite's
 WAL lets these readers see the last commit while the writer carries on.
 
-A read is a top-level function ``job(conn, *args)`` (see ``read_jobs``) that returns
+A read is a top-level function ``job(conn, *args)`` (see ``jobs.py``) that returns
 plain data, usually the encoded response body, so building big responses happens in the
 reader process too. Queries that run past ``deadline`` seconds are interrupted
 (``QueryTimeout``).
@@ -105,12 +105,20 @@ def _run_job(fn: Callable[..., Any], args: tuple, deadline: float) -> Any:
         _worker_conn = open_reader_connection(_worker_path)  # type: ignore[arg-type]
     conn = _worker_conn
     stop_at = time.monotonic() + deadline
+    interrupted = []
+
+    def past_deadline() -> bool:
+        if time.monotonic() > stop_at:
+            interrupted.append(True)
+            return True  # SQLite abandons the statement
+        return False
+
     # Checked every million SQLite instructions (a few ms): often enough for the deadline.
-    conn.set_progress_handler(lambda: time.monotonic() > stop_at, 1_000_000)
+    conn.set_progress_handler(past_deadline, 1_000_000)
     try:
         return fn(conn, *args)
-    except sqlite3.OperationalError as exc:
-        if "interrupted" in str(exc):
+    except sqlite3.OperationalError:
+        if interrupted:
             raise QueryTimeout(f"query ran longer than {deadline:g} s") from None
         raise
     finally:
@@ -119,7 +127,7 @@ def _run_job(fn: Callable[..., Any], args: tuple, deadline: float) -> Any:
             conn.execute("ROLLBACK")
 
 
-class Reader:
+class Readers:
     """Two small pools of reader processes: one yielding to ingest, one of normal priority."""
 
     def __init__(self, path: Path | str, processes: int = READER_PROCESSES,

@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from traceforge_client import protocol
+from traceforge_protocol import wire
 
-from . import schema
+from . import records, schema
 from .checkpointer import Checkpointer
 
 logger = logging.getLogger("traceforge.daemon")
@@ -38,25 +38,37 @@ WRITER_PRAGMAS = (
     "PRAGMA foreign_keys=OFF",
 )
 
+def _columns(names: tuple) -> str:
+    return ", ".join(names)
+
+
+def _marks(names: tuple) -> str:
+    return ", ".join("?" * len(names))
+
+
 # A run's row may be written after a child process's failed step was committed (the
 # child's connection can beat the parent's): the EXISTS keeps that failure visible.
-INSERT_RUN_START = """
-INSERT INTO runs (run_id, run_name, started_at, metadata, pid, host, status)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN EXISTS (
+INSERT_RUN_START = f"""
+INSERT INTO runs ({_columns(records.RUN_START_COLUMNS)}, status)
+VALUES ({_marks(records.RUN_START_COLUMNS)}, CASE WHEN EXISTS (
     SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'error') THEN 'error' ELSE 'running' END)
 ON CONFLICT(run_id) DO NOTHING
 """
 
-UPSERT_RUN_END = """
-INSERT INTO runs (run_id, run_name, started_at, ended_at, status, metadata, error, pid, host)
-VALUES (?1, ?2, ?3, ?4, CASE WHEN EXISTS (
-    SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'error') THEN 'error' ELSE ?5 END,
-    ?6, ?7, ?8, ?9)
+_RUN_END_VALUES = ", ".join(
+    "CASE WHEN EXISTS (SELECT 1 FROM steps WHERE run_id = ?1 AND status = 'error') "
+    f"THEN 'error' ELSE ?{position} END" if column == "status" else f"?{position}"
+    for position, column in enumerate(records.RUN_END_COLUMNS, start=1)
+)
+UPSERT_RUN_END = f"""
+INSERT INTO runs ({_columns(records.RUN_END_COLUMNS)})
+VALUES ({_RUN_END_VALUES})
 ON CONFLICT(run_id) DO UPDATE SET
     ended_at = excluded.ended_at,
     status = CASE WHEN runs.status = 'error' THEN 'error' ELSE excluded.status END,
     error = COALESCE(excluded.error, runs.error)
 """
+assert records.RUN_START_COLUMNS[0] == records.RUN_END_COLUMNS[0] == "run_id"  # ?1 above
 
 # Only when the failed step really is stored under this run (a step id already taken
 # by another run is ignored, and must not fail this one).
@@ -66,10 +78,9 @@ WHERE run_id = ?1 AND status != 'error'
   AND EXISTS (SELECT 1 FROM steps WHERE step_id = ?2 AND run_id = ?1 AND status = 'error')
 """
 
-INSERT_STEP_START = """
-INSERT INTO steps (step_id, run_id, parent_step_id, step_name, model, input_data,
-                   metadata, started_at, status, pid, host)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)
+INSERT_STEP_START = f"""
+INSERT INTO steps ({_columns(records.STEP_START_COLUMNS)}, status)
+VALUES ({_marks(records.STEP_START_COLUMNS)}, 'running')
 ON CONFLICT(step_id) DO UPDATE SET
     input_data = COALESCE(steps.input_data, excluded.input_data),
     metadata = COALESCE(steps.metadata, excluded.metadata),
@@ -77,12 +88,9 @@ ON CONFLICT(step_id) DO UPDATE SET
 WHERE steps.run_id = excluded.run_id
 """
 
-UPSERT_STEP_END = """
-INSERT INTO steps (step_id, run_id, parent_step_id, step_name, model, input_data,
-                   output_data, tokens_input, tokens_output, tokens_cache_read,
-                   tokens_cache_write, cost_usd, latency_ms, started_at, ended_at, status,
-                   error, error_type, traceback, metadata, pid, host)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+UPSERT_STEP_END = f"""
+INSERT INTO steps ({_columns(records.STEP_END_COLUMNS)})
+VALUES ({_marks(records.STEP_END_COLUMNS)})
 ON CONFLICT(step_id) DO UPDATE SET
     model = COALESCE(excluded.model, steps.model),
     input_data = COALESCE(steps.input_data, excluded.input_data),
@@ -153,13 +161,14 @@ class Writer:
     def __init__(
         self,
         path: str,
+        checkpointer: Checkpointer,
         on_committed: Callable[[list], None],
         on_failed: Callable[[list, str], None],
     ) -> None:
         self.path = path
         self.conn = open_writer_connection(path)
         self.conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
-        self.checkpointer = Checkpointer(path)
+        self.checkpointer = checkpointer
         self.queue: "queue.Queue[object]" = queue.Queue()
         self.on_committed = on_committed
         self.on_failed = on_failed
@@ -167,7 +176,6 @@ class Writer:
         self.thread = threading.Thread(target=self._run, name="traceforge-writer", daemon=True)
 
     def start(self) -> None:
-        self.checkpointer.start()
         self.thread.start()
 
     def submit(self, batch: WriteBatch) -> None:
@@ -177,7 +185,6 @@ class Writer:
         """Commit everything already submitted, then close the connection."""
         self.queue.put(_SHUTDOWN)
         self.thread.join(timeout)
-        self.checkpointer.stop(timeout)
 
     def _run(self) -> None:
         stopping = False
@@ -238,9 +245,7 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
     ends: dict[str, tuple] = {}
     applied = 0
     now = time.time()
-    StepStart, StepEnd, RunStart, RunEnd = (
-        protocol.StepStart, protocol.StepEnd, protocol.RunStart, protocol.RunEnd,
-    )
+    StepStart, StepEnd, RunStart, RunEnd = wire.StepStart, wire.StepEnd, wire.RunStart, wire.RunEnd
     for item in items:
         pid, host = item.pid, item.host
         for reason, count in item.dropped.items():
@@ -256,44 +261,25 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
             elif kind is StepStart:
                 starts[event.step_id] = (event, pid, host)
             elif kind is RunStart:
-                run_starts.append((
-                    event.run_id, event.name, event.start_ns / 1e9, event.metadata_json,
-                    pid, host,
-                ))
+                run_starts.append(records.run_start_row(event, pid, host))
             elif kind is RunEnd:
-                run_ends.append((
-                    event.run_id, event.name, event.start_ns / 1e9, event.end_ns / 1e9,
-                    event.status, event.metadata_json, event.error, pid, host,
-                ))
+                run_ends.append(records.run_end_row(event, pid, host))
     if run_starts:
         conn.executemany(INSERT_RUN_START, run_starts)
     if starts:
-        rows = [
-            (e.step_id, e.run_id, e.parent_step_id, e.name, e.model, e.input_json,
-             e.metadata_json, e.start_ns / 1e9, pid, host)
-            for step_id, (e, pid, host) in starts.items()
-            if step_id not in ends
+        start_rows = [
+            records.step_start_row(event, pid, host)
+            for step_id, (event, pid, host) in starts.items() if step_id not in ends
         ]
-        if rows:
-            conn.executemany(INSERT_STEP_START, rows)
+        if start_rows:
+            conn.executemany(INSERT_STEP_START, start_rows)
     if ends:
-        rows = []
-        for step_id, (e, pid, host) in ends.items():
+        end_rows = []
+        for step_id, (event, pid, host) in ends.items():
             start = starts.get(step_id)
-            rows.append((
-                step_id, e.run_id, e.parent_step_id, e.name,
-                e.model if e.model is not None or not start else start[0].model,
-                start[0].input_json if start else None,
-                e.output_json, e.tokens_input, e.tokens_output, e.tokens_cache_read,
-                e.tokens_cache_write, e.cost_usd, (e.end_ns - e.start_ns) / 1e6,
-                e.start_ns / 1e9, e.end_ns / 1e9, e.status,
-                _error_text(e.error_type, e.error_message) if e.status == "error" else None,
-                e.error_type, e.traceback,
-                e.metadata_json if e.metadata_json is not None
-                else (start[0].metadata_json if start else None),
-                pid, host,
-            ))
-        conn.executemany(UPSERT_STEP_END, rows)
+            end_rows.append(records.step_end_row(
+                event, start[0] if start is not None else None, pid, host))
+        conn.executemany(UPSERT_STEP_END, end_rows)
     if run_ends:
         conn.executemany(UPSERT_RUN_END, run_ends)
     if failed_steps:
@@ -301,10 +287,3 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
     if drops:
         conn.executemany(INSERT_DROPS, drops)
     return applied
-
-
-def _error_text(error_type: Optional[str], message: Optional[str]) -> str:
-    """The seed's one-line error string, "Type: message", from whichever parts exist."""
-    if error_type and message:
-        return f"{error_type}: {message}"
-    return error_type or message or "error"

@@ -7,19 +7,15 @@ parameters given twice.
 
 from __future__ import annotations
 
-import base64
 import math
-import re
-from typing import Any, Iterable, Optional
+from typing import Iterable, Optional
 
 from aiohttp import web
 
-from .app import ApiError
+from traceforge_protocol import ids
 
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-STEP_ID = re.compile(r"^[0-9a-f]{16}$")
-LEGACY_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-"""A uuid4 string: how the single-process prototype keyed rows that a migration kept."""
+from ..storage import rows
+from .errors import bad
 
 MAX_INT = 2**53  # beyond this SQLite's 64-bit integers and JSON numbers disagree
 MAX_TEXT = 512
@@ -29,18 +25,14 @@ TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
 
 
-def bad(name: str, message: str) -> ApiError:
-    return ApiError(400, f"parameter '{name}' {message}")
-
-
 def check_run_id(value: str, name: str = "run_id") -> str:
-    if RUN_ID.match(value) or LEGACY_ID.match(value):
+    if ids.is_run_id(value, legacy=True):
         return value
     raise bad(name, f"must be a run id, 32 lowercase hex characters; got {value[:80]!r}")
 
 
 def check_step_id(value: str, name: str = "step_id") -> str:
-    if STEP_ID.match(value) or LEGACY_ID.match(value):
+    if ids.is_step_id(value, legacy=True):
         return value
     raise bad(name, f"must be a step id, 16 lowercase hex characters; got {value[:80]!r}")
 
@@ -113,23 +105,12 @@ class Query:
         return None if value is None else check_run_id(value, name)
 
 
-def encode_cursor(*parts: Any) -> str:
-    """An opaque page cursor: the sort key of the last row returned."""
-    text = "|".join(repr(part) for part in parts)
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
 def decode_cursor(query: Query, name: str = "cursor") -> Optional[tuple[float, int]]:
-    """(started_at, rowid) from a cursor made by ``encode_cursor``."""
+    """(started_at, rowid) from a cursor this API returned as ``next_cursor``."""
     value = query.text(name, max_length=200)
     if value is None:
         return None
     try:
-        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        started, rowid = text.split("|")
-        result = float(started), int(rowid)
-    except (ValueError, UnicodeDecodeError):
+        return rows.decode_cursor(value)
+    except ValueError:
         raise bad(name, "is not a cursor this API returned; pass next_cursor as given") from None
-    if not math.isfinite(result[0]) or abs(result[1]) > MAX_INT:
-        raise bad(name, "is not a cursor this API returned; pass next_cursor as given")
-    return result

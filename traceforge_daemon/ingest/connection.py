@@ -1,4 +1,4 @@
-"""The socket side of the daemon: one task per client connection.
+"""One client connection: the handshake, then frames until it closes or misbehaves.
 
 A connection must open with the preface and a hello within ``hello_timeout``; then it
 sends batches, which go to the writer queue, and gets an ack for each once it is
@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Optional
 
 import msgspec
 
-from traceforge_client import protocol
-from traceforge_client.version import __version__
+from traceforge_protocol import wire
+from traceforge_protocol.version import __version__
 
-from .writer import WriteBatch
+from ..storage.writer import WriteBatch
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from .server import IngestServer
 
 logger = logging.getLogger("traceforge.daemon")
 
@@ -43,21 +43,21 @@ class ProtocolViolation(Exception):
 
 def _decode(body: bytes) -> msgspec.Struct:
     try:
-        return protocol.client_message_decoder.decode(body)
+        return wire.client_message_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ProtocolViolation(
-            protocol.INVALID_EVENT, f"invalid message: {exc}", seq=_batch_seq(body)
+            wire.INVALID_EVENT, f"invalid message: {exc}", seq=_batch_seq(body)
         ) from None
     except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
         raise ProtocolViolation(
-            protocol.MALFORMED, f"not a msgpack message: {exc}", seq=_batch_seq(body)
+            wire.MALFORMED, f"not a msgpack message: {exc}", seq=_batch_seq(body)
         ) from None
 
 
 def _batch_seq(body: bytes) -> Optional[int]:
     """The seq of an invalid batch, when it has one, so its sender can drop just that batch."""
     try:
-        return protocol.batch_seq_decoder.decode(body).seq
+        return wire.batch_seq_decoder.decode(body).seq
     except Exception:
         return None
 
@@ -68,7 +68,7 @@ def _describe_bad_preface(preface: bytes) -> str:
             "this is the TraceForge ingest socket, not HTTP; the HTTP API is on the "
             "daemon's --http address"
         )
-    return f"expected the preface {protocol.PREFACE!r}, got {preface!r}"
+    return f"expected the preface {wire.PREFACE!r}, got {preface!r}"
 
 
 class IngestConnection:
@@ -76,13 +76,13 @@ class IngestConnection:
 
     def __init__(
         self,
-        daemon: "Daemon",
+        server: "IngestServer",
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         listener: str,
         require_token: bool,
     ) -> None:
-        self.daemon = daemon
+        self.server = server
         self.reader = reader
         self.writer = writer
         self.listener = listener
@@ -103,31 +103,31 @@ class IngestConnection:
         return f"{peer[0]}:{peer[1]}" if peer else self.listener
 
     async def run(self) -> None:
-        settings = self.daemon.settings
+        settings = self.server.settings
         try:
             self._check_peer_credentials()
             try:
                 hello = await asyncio.wait_for(self._handshake(), settings.hello_timeout)
             except asyncio.TimeoutError:
                 raise ProtocolViolation(
-                    protocol.HELLO_TIMEOUT,
+                    wire.HELLO_TIMEOUT,
                     f"no preface and hello within {settings.hello_timeout:g} s",
                 ) from None
             self.pid, self.host = hello.pid, hello.host
             while True:
                 message = await self._read_message(settings.idle_timeout)
-                if isinstance(message, protocol.Batch):
+                if isinstance(message, wire.Batch):
                     await self._accept_batch(message, hello.session)
-                elif isinstance(message, protocol.Bye):
+                elif isinstance(message, wire.Bye):
                     await self._drain_acks(settings.hello_timeout)
                     return
                 else:
                     raise ProtocolViolation(
-                        protocol.HELLO_REQUIRED, "a second hello on one connection"
+                        wire.HELLO_REQUIRED, "a second hello on one connection"
                     )
         except ProtocolViolation as violation:
             self.refused = True
-            self.daemon.stats.rejected_connections += 1
+            self.server.stats.rejected_connections += 1
             logger.warning(
                 "closed connection from %s%s: %s: %s",
                 self.peer,
@@ -136,7 +136,7 @@ class IngestConnection:
                 violation.message,
             )
             self._send(
-                protocol.Error(
+                wire.Error(
                     code=violation.code,
                     message=violation.message,
                     fatal=True,
@@ -145,27 +145,27 @@ class IngestConnection:
                 )
             )
         except (asyncio.IncompleteReadError, ConnectionError):
-            if self.daemon.stopping:
-                return  # Daemon.stop() closes us after the final commit's acks are out
+            if self.server.stopping:
+                return  # the server closes us after the final commit's acks are out
         finally:
-            if not self.daemon.stopping:
+            if not self.server.stopping:
                 self.close()
 
-    async def _handshake(self) -> protocol.Hello:
+    async def _handshake(self) -> wire.Hello:
         preface = await self.reader.readexactly(4)
-        if preface != protocol.PREFACE:
-            raise ProtocolViolation(protocol.BAD_PREFACE, _describe_bad_preface(preface))
+        if preface != wire.PREFACE:
+            raise ProtocolViolation(wire.BAD_PREFACE, _describe_bad_preface(preface))
         hello = await self._read_message(None)
-        if not isinstance(hello, protocol.Hello):
+        if not isinstance(hello, wire.Hello):
             raise ProtocolViolation(
-                protocol.HELLO_REQUIRED, f"the first frame must be a hello, got {_kind(hello)}"
+                wire.HELLO_REQUIRED, f"the first frame must be a hello, got {_kind(hello)}"
             )
         version = self._negotiate(hello)
         self._send(
-            protocol.HelloOk(
+            wire.HelloOk(
                 version=version,
                 server_version=__version__,
-                max_frame_bytes=self.daemon.settings.max_frame_bytes,
+                max_frame_bytes=self.server.settings.max_frame_bytes,
             )
         )
         return hello
@@ -181,29 +181,29 @@ class IngestConnection:
         pid, uid, _ = struct.unpack("3i", creds)
         if uid not in (os.getuid(), 0):
             raise ProtocolViolation(
-                protocol.AUTH_FAILED, f"uid {uid} (pid {pid}) may not write to this daemon"
+                wire.AUTH_FAILED, f"uid {uid} (pid {pid}) may not write to this daemon"
             )
 
-    def _negotiate(self, hello: protocol.Hello) -> int:
+    def _negotiate(self, hello: wire.Hello) -> int:
         if hello.proto != "traceforge":
             raise ProtocolViolation(
-                protocol.UNSUPPORTED_VERSION,
+                wire.UNSUPPORTED_VERSION,
                 f"unknown protocol {hello.proto!r}; expected 'traceforge'",
-                versions=list(protocol.SUPPORTED_VERSIONS),
+                versions=list(wire.SUPPORTED_VERSIONS),
             )
-        common = set(hello.versions) & set(protocol.SUPPORTED_VERSIONS)
+        common = set(hello.versions) & set(wire.SUPPORTED_VERSIONS)
         if not common:
             raise ProtocolViolation(
-                protocol.UNSUPPORTED_VERSION,
+                wire.UNSUPPORTED_VERSION,
                 f"client speaks versions {hello.versions}, daemon speaks "
-                f"{list(protocol.SUPPORTED_VERSIONS)}",
-                versions=list(protocol.SUPPORTED_VERSIONS),
+                f"{list(wire.SUPPORTED_VERSIONS)}",
+                versions=list(wire.SUPPORTED_VERSIONS),
             )
         if self.require_token:
-            expected = self.daemon.settings.token or ""
+            expected = self.server.settings.token or ""
             if not hello.token or not hmac.compare_digest(hello.token, expected):
                 raise ProtocolViolation(
-                    protocol.AUTH_FAILED,
+                    wire.AUTH_FAILED,
                     "this listener needs a token: set TRACEFORGE_TOKEN to the daemon's token",
                 )
         return max(common)
@@ -211,40 +211,41 @@ class IngestConnection:
     async def _read_message(self, idle_timeout: Optional[float]) -> msgspec.Struct:
         """One frame: wait up to ``idle_timeout`` for its length (None: the caller's
         deadline applies), check it, then give the body ``body_timeout`` to arrive."""
-        settings = self.daemon.settings
+        settings = self.server.settings
         try:
             header = await asyncio.wait_for(self.reader.readexactly(4), idle_timeout)
         except asyncio.TimeoutError:
             raise ProtocolViolation(
-                protocol.IDLE_TIMEOUT, f"no frame for {idle_timeout:g} s; reconnect when needed"
+                wire.IDLE_TIMEOUT, f"no frame for {idle_timeout:g} s; reconnect when needed"
             ) from None
-        (length,) = protocol.FRAME_HEADER.unpack(header)
+        (length,) = wire.FRAME_HEADER.unpack(header)
         if length == 0 or length > settings.max_frame_bytes:
             raise ProtocolViolation(
-                protocol.FRAME_TOO_LARGE if length else protocol.MALFORMED,
+                wire.FRAME_TOO_LARGE if length else wire.MALFORMED,
                 f"frame length {length} is outside 1..{settings.max_frame_bytes} bytes",
             )
         try:
             body = await asyncio.wait_for(self.reader.readexactly(length), settings.body_timeout)
         except asyncio.TimeoutError:
             raise ProtocolViolation(
-                protocol.FRAME_TIMEOUT,
+                wire.FRAME_TIMEOUT,
                 f"a {length}-byte frame body did not arrive within {settings.body_timeout:g} s",
             ) from None
         return _decode(body)
 
-    async def _accept_batch(self, batch: protocol.Batch, session: str) -> None:
+    async def _accept_batch(self, batch: wire.Batch, session: str) -> None:
         if batch.seq <= self.received_seq:
             raise ProtocolViolation(
-                protocol.INVALID_EVENT,
+                wire.INVALID_EVENT,
                 f"batch seq {batch.seq} is not above the previous {self.received_seq}",
             )  # no seq: that number belongs to an earlier batch, which must not be dropped
-        bad_id = protocol.invalid_id(batch.events)
+        bad_id = wire.invalid_id(batch.events)
         if bad_id:
-            raise ProtocolViolation(protocol.INVALID_EVENT, f"invalid message: {bad_id}", seq=batch.seq)
+            raise ProtocolViolation(wire.INVALID_EVENT, f"invalid message: {bad_id}", seq=batch.seq)
         self.received_seq = batch.seq
-        await self.daemon.wait_for_room()
-        self.daemon.submit(
+        await self.server.store.wait_for_room()
+        self.server.stats.events_received += len(batch.events)
+        self.server.store.submit(
             WriteBatch(self, batch.seq, batch.events, self.pid, self.host, session, batch.dropped)
         )
 
@@ -260,7 +261,7 @@ class IngestConnection:
     def ack(self, seq: int) -> None:
         if seq > self.acked:
             self.acked = seq
-            self._send(protocol.Ack(seq=seq))
+            self._send(wire.Ack(seq=seq))
             if self._all_acked is not None and seq >= self.received_seq:
                 self._all_acked.set()
 
@@ -276,8 +277,8 @@ class IngestConnection:
         if self.refused:
             return  # it already got its one error frame
         self._send(
-            protocol.Error(
-                code=protocol.SHUTTING_DOWN,
+            wire.Error(
+                code=wire.SHUTTING_DOWN,
                 message="the daemon is stopping; reconnect and send the rest later",
                 fatal=True,
                 retryable=True,
@@ -287,8 +288,8 @@ class IngestConnection:
     def fail(self, seq: int, message: str) -> None:
         """The writer could not commit: tell the client to reconnect and resend."""
         self._send(
-            protocol.Error(
-                code=protocol.STORAGE_ERROR, message=message, fatal=True, retryable=True, seq=seq
+            wire.Error(
+                code=wire.STORAGE_ERROR, message=message, fatal=True, retryable=True, seq=seq
             )
         )
         self.close()
@@ -297,7 +298,7 @@ class IngestConnection:
         if self.closed or self.writer.is_closing():
             return
         try:
-            self.writer.write(protocol.encode_frame(message))
+            self.writer.write(wire.encode_frame(message))
         except (ConnectionError, RuntimeError):
             self.closed = True
 
@@ -308,7 +309,7 @@ class IngestConnection:
                 self.writer.close()
             except RuntimeError:
                 pass
-        self.daemon.connections.discard(self)
+        self.server.connections.discard(self)
 
 
 def _kind(message: object) -> str:

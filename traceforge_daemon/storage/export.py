@@ -16,13 +16,8 @@ from typing import Optional
 import msgspec
 
 from . import rows
-from .reader import snapshot
+from .readers import snapshot
 
-EXPORT_COLUMNS = (
-    "step_id", "parent_step_id", "step_name", "model", "status", "started_at", "ended_at",
-    "latency_ms", "tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write",
-    "cost_usd", "error_type", "error",
-)
 LINES_PER_CHUNK = 1000
 
 _encode = msgspec.json.Encoder().encode
@@ -107,7 +102,7 @@ def export_run(conn: sqlite3.Connection, run_id: str) -> Optional[list[bytes]]:
     with snapshot(conn):
         run = conn.execute("SELECT run_name FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         found = conn.execute(
-            f"SELECT {rows.select_list(EXPORT_COLUMNS)} FROM steps INDEXED BY idx_steps_run_id "
+            f"SELECT {rows.select_list(rows.STEP_SUMMARY_COLUMNS)} FROM steps INDEXED BY idx_steps_run_id "
             "WHERE run_id = ? ORDER BY started_at, rowid",
             (run_id,),
         ).fetchall()
@@ -117,7 +112,7 @@ def export_run(conn: sqlite3.Connection, run_id: str) -> Optional[list[bytes]]:
     chunks = []
     for start in range(0, len(found), LINES_PER_CHUNK):
         lines = [
-            _encode(span(dict(zip(EXPORT_COLUMNS, row)), run_id, run_name))
+            _encode(span(dict(zip(rows.STEP_SUMMARY_COLUMNS, row)), run_id, run_name))
             for row in found[start:start + LINES_PER_CHUNK]
         ]
         chunks.append(b"\n".join(lines) + b"\n")

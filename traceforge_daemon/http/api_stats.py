@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import rows
-from .api_common import READER, json_bytes, read
+from ..storage import jobs
+from ..storage.stats_query import StatsFilter
 from .api_events import HUB
 from .params import Query
-from .stats_query import StatsFilter, step_stats
+from .reads import STORE, read_json
 
 routes = web.RouteTableDef()
 
@@ -24,8 +24,9 @@ async def stats(request: web.Request) -> web.Response:
         end_time=query.number("end_time"),
         limit=query.integer("limit", 100, minimum=1, maximum=1000),
     )
-    result = await read(request, step_stats, stats_filter)
-    reader = request.app[READER]
-    result["events"] = request.app[HUB].stats()
-    result["reader"] = {"queries": reader.queries, "timeouts": reader.timeouts}
-    return json_bytes(rows.encode(result))
+    readers = request.app[STORE].readers
+    daemon_side = {
+        "events": request.app[HUB].stats(),
+        "reader": {"queries": readers.queries, "timeouts": readers.timeouts},
+    }
+    return await read_json(request, jobs.stats_body, stats_filter, daemon_side)

@@ -8,20 +8,20 @@ bytes (or None for an unknown id), so the daemon's own process only copies bytes
 from __future__ import annotations
 
 import sqlite3
-from typing import Optional
+from typing import Any, Optional
 
-from . import rows
+from . import export, rows
 from .compare import compare_runs
-from .params import encode_cursor
 from .runs_query import RunFilter, list_runs, run_detail
-from .steps_query import StepFilter, get_step, search
+from .stats_query import StatsFilter, step_stats
+from .steps_query import StepFilter, get_step, search, step_inputs
 
 
 def page_body(key: str, items: list, next_cursor, limit: int) -> bytes:
     """One page of a paged list: the items, the cursor for the next page (or null), the limit."""
     return rows.encode({
         key: items,
-        "next_cursor": None if next_cursor is None else encode_cursor(*next_cursor),
+        "next_cursor": None if next_cursor is None else rows.encode_cursor(*next_cursor),
         "limit": limit,
     })
 
@@ -48,3 +48,30 @@ def step_body(conn: sqlite3.Connection, step_id: str) -> Optional[bytes]:
 def search_page(conn: sqlite3.Connection, step_filter: StepFilter) -> bytes:
     steps, next_cursor = search(conn, step_filter)
     return page_body("steps", steps, next_cursor, step_filter.limit)
+
+
+def step_inputs_body(conn: sqlite3.Connection, step_id: str) -> Optional[bytes]:
+    inputs = step_inputs(conn, step_id)
+    return None if inputs is None else rows.encode(inputs)
+
+
+def replay_inputs_body(conn: sqlite3.Connection, step_id: str, override: Any) -> Optional[bytes]:
+    """The step's inputs with ``override`` (when not None) in place of its input."""
+    inputs = step_inputs(conn, step_id)
+    if inputs is None:
+        return None
+    inputs["original_input"] = inputs["input_data"]
+    inputs["overridden"] = override is not None
+    if override is not None:
+        inputs["input_data"] = override
+    return rows.encode(inputs)
+
+
+def stats_body(conn: sqlite3.Connection, stats_filter: StatsFilter, daemon_side: dict) -> bytes:
+    """Per step name statistics, with counts the daemon's process keeps (``daemon_side``:
+    live-event and reader figures) added at the top level."""
+    return rows.encode({**step_stats(conn, stats_filter), **daemon_side})
+
+
+def export_chunks(conn: sqlite3.Connection, run_id: str) -> Optional[list[bytes]]:
+    return export.export_run(conn, run_id)

@@ -1,7 +1,7 @@
-"""The TraceForge wire protocol, defined once and shared by the client and the daemon.
+"""The TraceForge socket protocol: messages, framing, limits and error codes.
 
 `protocol.md` at the top of the repository is the contract for other languages; this
-module is its Python form. A connection is:
+module is its Python form, shared by the client and the daemon. A connection is:
 
     client: 4-byte preface b"TFR\\x01"
     both:   frames of a 4-byte big-endian unsigned length + one msgpack map
@@ -23,6 +23,8 @@ from typing import Annotated, Literal, Optional, Union
 import msgspec
 from msgspec import Meta
 
+from . import ids
+
 PREFACE = b"TFR\x01"
 """The first four bytes a client sends: b"TFR" and the framing generation, 1."""
 
@@ -37,13 +39,11 @@ MAX_FIELD_BYTES = 1024 * 1024
 """Largest JSON payload (input, output or metadata) a client sends; longer ones are cut."""
 MAX_NAME_CHARS = 512
 
-RUN_ID_PATTERN = "^[0-9a-f]{32}$"
-STEP_ID_PATTERN = "^[0-9a-f]{16}$"
-RunId = Annotated[str, Meta(min_length=32, max_length=32)]
+RunId = Annotated[str, Meta(min_length=ids.RUN_ID_LENGTH, max_length=ids.RUN_ID_LENGTH)]
 """32 lowercase hex characters: maps losslessly onto an OpenTelemetry trace id. The
 decoder checks the length; ``invalid_id`` checks the digits of a whole batch at once,
 which costs the daemon a fifth of a regex per id (bench/RESULTS.md)."""
-StepId = Annotated[str, Meta(min_length=16, max_length=16)]
+StepId = Annotated[str, Meta(min_length=ids.STEP_ID_LENGTH, max_length=ids.STEP_ID_LENGTH)]
 """16 lowercase hex characters: maps losslessly onto an OpenTelemetry span id."""
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 Nanos = Annotated[int, Meta(ge=0)]
@@ -194,9 +194,6 @@ FRAME_TIMEOUT = "frame_timeout"
 SHUTTING_DOWN = "shutting_down"
 STORAGE_ERROR = "storage_error"
 
-_NOT_HEX = str.maketrans("", "", "0123456789abcdef")
-
-
 def invalid_id(events: list) -> Optional[str]:
     """None if every run and step id in ``events`` is lowercase hex; else the error, worded
     as the decoder words its own, with the path of the first bad id."""
@@ -204,13 +201,13 @@ def invalid_id(events: list) -> Optional[str]:
     steps = [event for event in events if type(event) in (StepStart, StepEnd)]
     step_ids = "".join([event.step_id for event in steps])
     parent_ids = "".join([event.parent_step_id or "" for event in steps])
-    if not (run_ids + step_ids + parent_ids).translate(_NOT_HEX):
+    if ids.is_hex(run_ids + step_ids + parent_ids):
         return None
     for index, event in enumerate(events):
         for field in ("run_id", "step_id", "parent_step_id"):
             value = getattr(event, field, None)
-            if value is not None and value.translate(_NOT_HEX):
-                pattern = RUN_ID_PATTERN if field == "run_id" else STEP_ID_PATTERN
+            if value is not None and not ids.is_hex(value):
+                pattern = ids.RUN_ID_PATTERN if field == "run_id" else ids.STEP_ID_PATTERN
                 return f"Expected `str` matching regex {pattern!r} - at `$.events[{index}].{field}`"
     return None
 

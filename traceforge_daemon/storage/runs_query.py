@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import rows
-from .reader import snapshot
+from .readers import snapshot
 
-TOTALS_SQL = """
+TOTALS_SQL = f"""
 SELECT run_id, COUNT(*), TOTAL(status = 'running'), TOTAL(status = 'error'),
        TOTAL(tokens_input), TOTAL(tokens_output), TOTAL(tokens_cache_read),
-       TOTAL(tokens_cache_write), TOTAL(cost_usd), COUNT(cost_usd)
+       TOTAL(tokens_cache_write), TOTAL(cost_usd), TOTAL({rows.UNPRICED_SQL})
 FROM steps INDEXED BY idx_steps_run_id
-WHERE run_id IN ({marks})
+WHERE run_id IN ({{marks}})
 GROUP BY run_id
 """
 
@@ -104,10 +104,10 @@ def run_totals(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, dict]:
         chunk = run_ids[start:start + 500]
         sql = TOTALS_SQL.format(marks=", ".join("?" * len(chunk)))
         for (run_id, count, running, errors, tokens_in, tokens_out, cache_read, cache_write,
-             cost, priced) in conn.execute(sql, chunk):
+             cost, unpriced) in conn.execute(sql, chunk):
             totals[run_id] = rows.totals_dict(
                 count, int(running), int(errors), int(tokens_in), int(tokens_out),
-                int(cache_read), int(cache_write), cost, priced, count - priced,
+                int(cache_read), int(cache_write), cost, count - int(unpriced), int(unpriced),
             )
     return totals
 
