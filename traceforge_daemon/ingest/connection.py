@@ -15,17 +15,17 @@ import logging
 import os
 import socket
 import struct
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 import msgspec
 
 from traceforge_protocol import wire
 from traceforge_protocol.version import __version__
 
+from ..settings import Settings
+from ..storage.store import Store
 from ..storage.writer import WriteBatch
-
-if TYPE_CHECKING:
-    from .server import IngestServer
+from .stats import IngestStats
 
 logger = logging.getLogger("traceforge.daemon")
 
@@ -71,12 +71,24 @@ def _describe_bad_preface(preface: bytes) -> str:
     return f"expected the preface {wire.PREFACE!r}, got {preface!r}"
 
 
+class IngestHost(Protocol):
+    """What a connection needs of the server that accepted it (``server.IngestServer``)."""
+
+    settings: Settings
+    store: Store
+    stats: IngestStats
+    stopping: bool
+
+    def forget(self, connection: "IngestConnection") -> None:
+        """The connection has closed."""
+
+
 class IngestConnection:
     """One client connection: handshake, then frames until it closes or misbehaves."""
 
     def __init__(
         self,
-        server: "IngestServer",
+        server: IngestHost,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         listener: str,
@@ -309,7 +321,7 @@ class IngestConnection:
                 self.writer.close()
             except RuntimeError:
                 pass
-        self.server.connections.discard(self)
+        self.server.forget(self)
 
 
 def _kind(message: object) -> str:

@@ -14,13 +14,13 @@ import asyncio
 import logging
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from ..settings import Settings, is_loopback
 from ..storage.store import Store
 from .connection import IngestConnection
+from .stats import IngestStats
 
 logger = logging.getLogger("traceforge.daemon")
 
@@ -30,13 +30,6 @@ MAX_UNIX_PATH_BYTES = 100
 
 class ListenError(Exception):
     """A listener cannot be opened; the message says why and what to do."""
-
-
-@dataclass
-class IngestStats:
-    events_received: int = 0
-    connections_total: int = 0
-    rejected_connections: int = 0
 
 
 class IngestServer:
@@ -84,6 +77,10 @@ class IngestServer:
         self.connections.add(connection)
         self.stats.connections_total += 1
         await connection.run()
+
+    def forget(self, connection: IngestConnection) -> None:
+        """A connection closed: it is no longer one of ours."""
+        self.connections.discard(connection)
 
     def stop_reading(self) -> None:
         """First step of a graceful stop: accept nothing, read nothing more."""
