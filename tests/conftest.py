@@ -42,9 +42,13 @@ def wait_until(condition: Callable[[], object], timeout: float = 30.0, interval:
 class DaemonProcess:
     """A ``traceforge-daemon start`` subprocess and what a test needs to talk to it."""
 
-    def __init__(self, home: Path, extra_args: tuple = ()) -> None:
+    def __init__(self, home: Path, extra_args: tuple = (), python: str = sys.executable,
+                 checkout: bool = True) -> None:
         self.home = home
         self.extra_args = extra_args
+        self.python = python
+        self.checkout = checkout
+        """True: run the code of this checkout; False: only what ``python`` has installed."""
         self.db = home / "traceforge.db"
         self.socket = home / "daemon.sock"
         self.process: Optional[subprocess.Popen] = None
@@ -60,8 +64,15 @@ class DaemonProcess:
         env.pop("TRACEFORGE_TRACEPARENT", None)
         if self.http_url:
             env["TRACEFORGE_HTTP"] = self.http_url
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        if self.checkout:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        else:
+            env.pop("PYTHONPATH", None)
         return env
+
+    @property
+    def cwd(self) -> Path:
+        return ROOT if self.checkout else self.home
 
     def start(self, wait: bool = True) -> "DaemonProcess":
         state_file = self.home / "daemon.json"
@@ -69,9 +80,9 @@ class DaemonProcess:
             state_file.unlink()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "traceforge_daemon", "start", "--http", "127.0.0.1:0",
+            [self.python, "-m", "traceforge_daemon", "start", "--http", "127.0.0.1:0",
              *self.extra_args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
         )
         log.close()
         if wait:
@@ -121,7 +132,7 @@ class DaemonProcess:
                    args: tuple = ()) -> subprocess.CompletedProcess:
         """Run ``code`` in a fresh interpreter traced into this daemon; fail on error."""
         result = subprocess.run(
-            [sys.executable, "-c", code, *args], env=env or self.env, cwd=ROOT,
+            [self.python, "-c", code, *args], env=env or self.env, cwd=self.cwd,
             capture_output=True, text=True, timeout=timeout,
         )
         assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -186,3 +197,12 @@ def demo():
     populated = PopulatedDaemon()
     yield populated
     populated.close()
+
+
+@pytest.fixture(scope="session")
+def wheel_install(tmp_path_factory):
+    """A wheel built from this checkout, installed in a new virtual environment, as a user
+    installs TraceForge (tests/wheel_support.py). Built once per test session."""
+    from wheel_support import WheelInstall
+
+    return WheelInstall.build(tmp_path_factory.mktemp("wheel"))

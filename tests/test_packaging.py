@@ -1,0 +1,76 @@
+"""TraceForge installed the way users install it: a wheel built from this checkout, in a
+new virtual environment, serves the dashboard, every file the page loads, and the docs."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from html.parser import HTMLParser
+
+import pytest
+from conftest import DaemonProcess
+
+
+class References(HTMLParser):
+    """Every local file a page asks for: scripts, stylesheets, icons, images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("src", "href") and value and not value.startswith(("data:", "#")):
+                self.found.append(value)
+
+
+def fetch(url: str) -> tuple[int, bytes, str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.read(), response.headers.get("Content-Type", "")
+
+
+@pytest.fixture
+def installed_daemon(wheel_install, short_tmp):
+    daemon = DaemonProcess(short_tmp / "home", python=wheel_install.python, checkout=False)
+    daemon.home.mkdir(parents=True)
+    daemon.start()
+    yield daemon
+    assert daemon.stop() == 0, daemon.log()
+
+
+def test_the_wheel_carries_the_dashboard_and_the_shared_contract(wheel_install):
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel_install.wheel).namelist())
+    assert {"traceforge_daemon/web/index.html", "traceforge_daemon/web/app.js",
+            "traceforge_daemon/web/style.css", "traceforge_protocol/wire.py"} <= names
+    assert not any(name.startswith(("tests/", "bench/", "web/")) for name in names)
+
+
+def test_an_installed_daemon_serves_the_dashboard_every_asset_and_the_docs(installed_daemon):
+    base = installed_daemon.http_url
+    status, page, kind = fetch(base + "/")
+    assert status == 200 and kind.startswith("text/html")
+    parser = References()
+    parser.feed(page.decode())
+    local = [ref for ref in parser.found if not re.match(r"^[a-z]+:", ref)]
+    assert any(ref.endswith(".js") for ref in local) and any(ref.endswith(".css") for ref in local)
+    for ref in local:
+        status, body, _ = fetch(base + ref if ref.startswith("/") else f"{base}/{ref}")
+        assert status == 200 and body, ref
+    status, docs, kind = fetch(base + "/docs")
+    assert status == 200 and kind.startswith("text/html") and b"openapi.json" in docs
+    status, spec, _ = fetch(base + "/openapi.json")
+    assert status == 200 and b'"openapi"' in spec
+
+
+def test_the_installed_client_traces_into_the_installed_daemon(installed_daemon):
+    installed_daemon.run_python(
+        "import traceforge_client as tf\n"
+        "with tf.trace_run('from a wheel'):\n"
+        "    with tf.trace_step('step') as r:\n"
+        "        r['output'] = 1\n"
+        "assert tf.flush(10)\n"
+    )
+    assert installed_daemon.query("SELECT run_name FROM runs") == [("from a wheel",)]
+    assert installed_daemon.query("SELECT step_name, status FROM steps") == [("step", "ok")]
