@@ -85,8 +85,9 @@ _SENTENCES = [
 
 
 class MockLLM:
-    """Claude's shape without Claude: tokens near the seed's figures, realistic but short
-    latencies, and everything seeded by the prompt so every run is reproducible."""
+    """Claude's shape without Claude: token counts near each step's typical figures,
+    realistic but short latencies, and everything derived from the prompt so every run
+    is reproducible."""
 
     mode = "mock"
     errors: tuple = (MockAPIError,)
@@ -155,7 +156,7 @@ def make_llm(mock: bool):
 
 
 class Tree:
-    """The seed's printed step tree: one line per step, indented by depth."""
+    """The step tree the demo prints: one line per step, indented by depth."""
 
     def __init__(self, title: str) -> None:
         self.title = title
@@ -231,7 +232,7 @@ def web_search(query: str) -> dict:
 
 
 def research(topic: str, llm, pool, round_no: int, barrier=None, error_demo: bool = False) -> str:
-    """The seed's research agent. Returns its printed step tree."""
+    """The research agent. Returns its printed step tree."""
     title = f"research (error demo): {topic}" if error_demo else f"research: {topic}"
     tree = Tree(title)
     started = time.monotonic()

@@ -1,9 +1,9 @@
 """What run and step ids look like: the one definition for the wire, the store and the API.
 
 Run ids are 32 lowercase hex characters and step ids 16, so they map losslessly onto
-OpenTelemetry trace and span ids. Databases written by TraceForge's single-process
-prototype keyed rows by uuid4 strings; a migration keeps those rows, so the HTTP API
-also accepts that legacy shape when looking ids up.
+OpenTelemetry trace and span ids. Databases written by the single-process TraceForge
+library, before the daemon existed, keyed rows by uuid4 strings; the schema migration
+keeps those rows, so the HTTP API also accepts that legacy shape when looking ids up.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 The files live in ``web/`` at the top of the repository; the distribution installs that
 folder as the package ``traceforge_daemon.web`` (``pyproject.toml`` maps it), so a normal
-install, a wheel and an editable checkout all find it the same way. A daemon that cannot
-find it refuses to start: the dashboard is part of what it promises.
+install, a wheel and an editable checkout all find it the same way. The one other place
+looked at is a source checkout the daemon is imported from without being installed
+(``python -m traceforge_daemon`` in the repository): its ``web/`` sits beside the package.
+A daemon that finds neither refuses to start: the dashboard is part of what it promises.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ class DashboardMissing(Exception):
     """The dashboard's files are not installed; the message says how to fix it."""
 
 
+CHECKOUT_WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+
+
 def web_dir() -> Path:
     spec = importlib.util.find_spec(WEB_PACKAGE)
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(location) / "index.html").is_file():
-            return Path(location)
+    locations = list((spec.submodule_search_locations or []) if spec else [])
+    for location in map(Path, locations + [CHECKOUT_WEB_DIR]):
+        if (location / "index.html").is_file():
+            return location
     raise DashboardMissing(
         f"the dashboard's files ({WEB_PACKAGE}) are not installed; reinstall traceforge "
         "(`pip install traceforge`, or `pip install .` in a checkout)"

@@ -1,8 +1,8 @@
-"""A run as OpenTelemetry-style spans, one JSON object per line, in the seed's format.
+"""A run as OpenTelemetry-style spans, one JSON object per line: TraceForge's JSONL export.
 
-Each step becomes a span with the seed's keys (traceId, spanId, parentSpanId,
-operationName, startTimeUnixNano, endTimeUnixNano, attributes, status) and the seed's
-``llm.*`` / ``traceforge.*`` attributes, with the OpenTelemetry GenAI names beside
+Each step becomes a span with the keys traceId, spanId, parentSpanId, operationName,
+startTimeUnixNano, endTimeUnixNano, attributes and status, and ``llm.*`` /
+``traceforge.*`` attributes, with the OpenTelemetry GenAI names beside
 them (``gen_ai.request.model``, ``gen_ai.usage.input_tokens`` ...) so tools that read
 either family understand the file. OTel has no cost attribute; ``gen_ai.usage.cost``
 is the name Langfuse reads. An unpriced step carries no cost at all, never $0.
@@ -24,12 +24,12 @@ _encode = msgspec.json.Encoder().encode
 
 
 def trace_id(run_id: str) -> str:
-    """32 hex characters; a prototype's uuid-with-dashes keeps its hex digits."""
+    """32 hex characters; a legacy uuid-with-dashes id keeps its hex digits."""
     return run_id.replace("-", "")[-32:].rjust(32, "0")
 
 
 def span_id(step_id: str) -> str:
-    """16 hex characters; a prototype's uuid keeps its last, random, 16 digits."""
+    """16 hex characters; a legacy uuid id keeps its last, random, 16 digits."""
     return step_id.replace("-", "")[-16:].rjust(16, "0")
 
 

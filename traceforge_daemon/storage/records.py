@@ -3,7 +3,7 @@
 The writer stores these rows, and the live event stream describes a committed event
 with the same values, so a step shown live and the same step read back later can never
 disagree. Times arrive as integer nanoseconds and are stored as float seconds, the
-shape the prototype's schema and queries use.
+shape TraceForge's schema has always had (see ``schema.py``).
 """
 
 from __future__ import annotations

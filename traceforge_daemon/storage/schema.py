@@ -1,7 +1,8 @@
 """The SQLite schema, its version (PRAGMA user_version) and the migrations to reach it.
 
-Tables follow the seed's ``runs`` and ``steps`` (same column names, so seed queries
-still read), improved where the queries need it:
+Two tables, ``runs`` and ``steps``, whose column names are the ones TraceForge has
+always used (queries written against earlier databases still read), with what the
+queries need added:
 
 - steps gain ``status`` (running, ok, error), the emitting process (``pid``, ``host``),
   cache token counts, the error's type and traceback, and metadata;
@@ -146,13 +147,13 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 def _create_v1(conn: sqlite3.Connection) -> None:
-    seed = _has_table(conn, "steps")
-    if seed:
-        _set_aside_seed_tables(conn)
+    version_0 = _has_table(conn, "steps")
+    if version_0:
+        _set_aside_version_0_tables(conn)
     for statement in _statements(SCHEMA_V1):
         conn.execute(statement)
-    if seed:
-        _copy_seed_rows(conn)
+    if version_0:
+        _copy_version_0_rows(conn)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -162,23 +163,24 @@ def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return row is not None
 
 
-SEED_INDEXES = ("idx_steps_run_id", "idx_steps_parent", "idx_steps_name",
+VERSION_0_INDEXES = ("idx_steps_run_id", "idx_steps_parent", "idx_steps_name",
                 "idx_steps_started", "idx_runs_started")
 
 
-def _set_aside_seed_tables(conn: sqlite3.Connection) -> None:
-    """A database written by the single-process prototype: its NOT NULL input_data and
-    cost_usd cannot be relaxed in place, so rename its tables and copy the rows over."""
-    for index in SEED_INDEXES:
+def _set_aside_version_0_tables(conn: sqlite3.Connection) -> None:
+    """Tables but no schema version: a database written by the single-process TraceForge
+    library, before the daemon existed. Its NOT NULL input_data and cost_usd cannot be
+    relaxed in place, so rename its tables and copy the rows over."""
+    for index in VERSION_0_INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {index}")
-    conn.execute("ALTER TABLE steps RENAME TO seed_steps")
-    conn.execute("ALTER TABLE runs RENAME TO seed_runs")
+    conn.execute("ALTER TABLE steps RENAME TO v0_steps")
+    conn.execute("ALTER TABLE runs RENAME TO v0_runs")
 
 
-def _copy_seed_rows(conn: sqlite3.Connection) -> None:
+def _copy_version_0_rows(conn: sqlite3.Connection) -> None:
     conn.execute(
         "INSERT INTO runs (run_id, run_name, started_at, ended_at, status, metadata) "
-        "SELECT run_id, run_name, started_at, ended_at, status, metadata FROM seed_runs"
+        "SELECT run_id, run_name, started_at, ended_at, status, metadata FROM v0_runs"
     )
     conn.execute(
         "INSERT INTO steps (step_id, run_id, parent_step_id, step_name, model, input_data, "
@@ -187,10 +189,10 @@ def _copy_seed_rows(conn: sqlite3.Connection) -> None:
         "SELECT step_id, run_id, parent_step_id, step_name, model, input_data, output_data, "
         "tokens_input, tokens_output, cost_usd, latency_ms, started_at, ended_at, error, "
         "CASE WHEN error IS NOT NULL THEN 'error' WHEN ended_at IS NOT NULL THEN 'ok' "
-        "ELSE 'running' END FROM seed_steps"
+        "ELSE 'running' END FROM v0_steps"
     )
-    conn.execute("DROP TABLE seed_steps")
-    conn.execute("DROP TABLE seed_runs")
+    conn.execute("DROP TABLE v0_steps")
+    conn.execute("DROP TABLE v0_runs")
 
 
 def _statements(script: str) -> list[str]:

@@ -26,7 +26,7 @@ bench/RESULTS-query.md. The walk is slow only if the matches all lie far in the 
 
 @dataclass(frozen=True)
 class StepFilter:
-    """The seed's search filters; every combination is allowed."""
+    """The step search's filters; every combination is allowed."""
 
     run_id: Optional[str] = None
     step_name: Optional[str] = None
