@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import random
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -338,6 +339,14 @@ def daemon_reachable(address) -> bool:
     return True
 
 
+def daemon_command() -> str:
+    """The installed ``traceforge-daemon`` beside this Python. A ``python -m`` from this
+    folder would run the daemon from the source tree here instead of the installed one."""
+    installed = os.path.join(os.path.dirname(sys.executable), "traceforge-daemon")
+    return installed if os.path.exists(installed) else shutil.which("traceforge-daemon") or \
+        "traceforge-daemon"
+
+
 def ensure_daemon(args) -> bool:
     """Start a daemon in the background unless one is reachable. True if one is up."""
     address = load_config().address
@@ -347,7 +356,7 @@ def ensure_daemon(args) -> bool:
         print(f"No TraceForge daemon is reachable at {address}: traces will not be stored. "
               "Start one with `traceforge-daemon start`.")
         return False
-    command = [sys.executable, "-m", "traceforge_daemon", "start", "--detach"]
+    command = [daemon_command(), "start", "--detach"]
     if os.path.abspath(address.path) != str(Home.from_env().socket.absolute()):
         command += ["--socket", address.path]
     if args.http:

@@ -155,6 +155,9 @@ def _start_detached(settings: Settings) -> int:
     home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = home.log_file
     argv = [a for a in sys.argv[1:] if a != "--detach"]
+    # PYTHONSAFEPATH (Python 3.11+): `-m` must not put the current directory first on
+    # the path, or a source checkout there would run instead of the installed daemon.
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "traceforge_daemon", *argv],
@@ -162,6 +165,7 @@ def _start_detached(settings: Settings) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
