@@ -39,8 +39,9 @@ import _common  # noqa: E402
 from _common import GROUP, INPUT_JSON, OUTPUT_JSON  # noqa: E402
 
 sys.path.insert(0, str(_common.ROOT))
-from traceforge_client import ids, protocol  # noqa: E402
-from traceforge_daemon import writer  # noqa: E402
+from traceforge_client import ids  # noqa: E402
+from traceforge_protocol import wire as protocol  # noqa: E402
+from traceforge_daemon.storage import writer  # noqa: E402
 
 
 # The wire Structs rebuilt with other constraints, to price the id regexes:

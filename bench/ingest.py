@@ -116,7 +116,7 @@ def _rows_for(next_id, run_id: str, steps: int, t0: float, pid: int, host: str):
 
 
 def open_ours(path: Path) -> sqlite3.Connection:
-    from traceforge_daemon.writer import open_writer_connection
+    from traceforge_daemon.storage.writer import open_writer_connection
 
     return open_writer_connection(str(path))
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from traceforge_daemon.writer import open_writer_connection  # noqa: E402
+from traceforge_daemon.storage.writer import open_writer_connection  # noqa: E402
 
 RUNS = 10_000
 BIG_RUNS = 10

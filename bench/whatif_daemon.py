@@ -43,13 +43,13 @@ def relax_id_patterns() -> None:
         return original(*args, **kwargs)
 
     msgspec.Meta = Meta
-    import traceforge_client.protocol  # noqa: F401  (built with the relaxed Meta)
+    import traceforge_protocol.wire  # noqa: F401  (built with the relaxed Meta)
 
     msgspec.Meta = original
 
 
 def decode_in_writer() -> None:
-    from traceforge_client import protocol
+    from traceforge_protocol import wire as protocol
 
     class Head(msgspec.Struct, tag="batch"):
         seq: int
