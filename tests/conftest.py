@@ -23,6 +23,8 @@ from typing import Callable, Optional
 
 import pytest
 
+from traceforge_protocol.home import DaemonState, Home
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,10 +76,17 @@ class DaemonProcess:
     def cwd(self) -> Path:
         return ROOT if self.checkout else self.home
 
+    @property
+    def layout(self) -> Home:
+        return Home(self.home)
+
+    def state(self) -> Optional[DaemonState]:
+        """What the daemon wrote to daemon.json, read as every client reads it."""
+        return self.layout.read_state()
+
     def start(self, wait: bool = True) -> "DaemonProcess":
-        state_file = self.home / "daemon.json"
-        if state_file.exists():
-            state_file.unlink()
+        if self.layout.state_file.exists():
+            self.layout.state_file.unlink()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [self.python, "-m", "traceforge_daemon", "start", "--http", "127.0.0.1:0",
@@ -86,18 +95,16 @@ class DaemonProcess:
         )
         log.close()
         if wait:
-            state = wait_until(lambda: self._state(), timeout=30, message="daemon state file")
-            self.http_url = state["http"]
+            state = wait_until(lambda: self._own_state(), timeout=30,
+                               message="daemon state file")
+            self.http_url = state.http
         return self
 
-    def _state(self) -> Optional[dict]:
+    def _own_state(self) -> Optional[DaemonState]:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"daemon exited early:\n{self.log()}")
-        try:
-            state = json.loads((self.home / "daemon.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return state if state.get("pid") == self.process.pid else None
+        state = self.state()
+        return state if state is not None and state.pid == self.process.pid else None
 
     def log(self) -> str:
         try:

@@ -92,7 +92,7 @@ def test_socket_is_private_and_the_database_in_wal_mode(daemon):
 
 def test_tcp_listener_on_loopback_takes_clients(daemon_factory, short_tmp):
     daemon = daemon_factory(("--tcp", "127.0.0.1:0")).start()
-    tcp = json.loads((daemon.home / "daemon.json").read_text())["tcp"]
+    tcp = daemon.state().tcp
     assert tcp.startswith("tcp://127.0.0.1:")
     env = {**daemon.env, "TRACEFORGE_ADDRESS": tcp}
     daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('over tcp'):\n"
@@ -102,7 +102,7 @@ def test_tcp_listener_on_loopback_takes_clients(daemon_factory, short_tmp):
 
 def test_beyond_loopback_the_token_is_required(daemon_factory):
     daemon = daemon_factory(("--tcp", "0.0.0.0:0", "--token", "s3cret")).start()
-    port = json.loads((daemon.home / "daemon.json").read_text())["tcp"].rsplit(":", 1)[1]
+    port = daemon.state().tcp.rsplit(":", 1)[1]
     code = ("import json, traceforge_client as tf\nwith tf.trace_run('remote'):\n    pass\n"
             "print(tf.flush(3)); print(json.dumps(tf.stats()))")
     env = {**daemon.env, "TRACEFORGE_ADDRESS": f"tcp://127.0.0.1:{port}"}

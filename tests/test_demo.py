@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sqlite3
 import subprocess
@@ -12,6 +11,8 @@ import sys
 import fake_messages_api
 import pytest
 from conftest import ROOT, wait_until
+
+from traceforge_protocol.home import Home
 
 DEMO = str(ROOT / "demo.py")
 
@@ -138,10 +139,10 @@ def test_demo_starts_a_daemon_when_none_is_reachable(short_tmp):
     try:
         result = _run_demo(env, "--runs", "2", "--http", "127.0.0.1:0")
         assert "starting one in the background" in result.stdout
-        state = json.loads((home / "daemon.json").read_text())
-        pid = state["pid"]
+        state = Home(home).read_state()
+        pid = state.pid
         os.kill(pid, 0)  # still running after the demo
-        assert f"Open the dashboard: {state['http']}/" in result.stdout
+        assert f"Open the dashboard: {state.http}/" in result.stdout
 
         db = sqlite3.connect(f"file:{home / 'traceforge.db'}?mode=ro", uri=True)
         try:
