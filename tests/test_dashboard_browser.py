@@ -74,3 +74,25 @@ def test_runs_waterfall_unpriced_and_live_updates(daemon, page):
     daemon.run_python(TRACED.replace("pipeline one", "pipeline two"))
     page.locator("#runs tbody tr").filter(has_text="pipeline two").wait_for(timeout=10_000)
     assert page.locator("#runs tbody tr").count() == 2
+
+
+def test_the_docs_page_renders_every_operation_of_the_description_and_sends_one(daemon, page):
+    from traceforge_daemon.http.openapi import SPEC
+
+    daemon.run_python(TRACED)
+    page.goto(daemon.http_url + "/docs")
+    operations = page.locator("details.op")
+    operations.first.wait_for()
+    assert operations.count() == sum(len(item) for item in SPEC["paths"].values())
+    runs = operations.filter(has=page.locator(".path", has_text="/api/runs")).filter(
+        has_text="List runs")
+    runs.locator("summary").click()
+    # choices come from the enum, placeholders from the examples (OpenAPI 3.1 schemas)
+    choices = runs.locator("select[name=status] option").all_inner_texts()
+    assert {"running", "success", "error"} <= set(choices)
+    assert runs.locator("input[name=start_time]").get_attribute("placeholder") == "1714000000.5"
+    runs.locator("input[name=limit]").fill("1")
+    runs.locator("button[type=submit]").click()
+    runs.locator(".status-ok").wait_for()
+    assert "HTTP 200" in runs.locator(".status-ok").inner_text()
+    assert "pipeline one" in runs.locator("pre").inner_text()

@@ -23,13 +23,13 @@ import msgspec
 from aiohttp import web
 
 from ..storage import records
-from .params import Query
+from .operations import ApiRoutes, Stream
 from .reads import STORE
+from .schemas import EventsParams
 
 QUEUE_MESSAGES = 10_000
 """Messages a subscriber may have waiting before newer ones are dropped."""
 
-KEEPALIVE_SECONDS = 15.0
 RETRY_MS = 2000
 
 _encode = msgspec.json.Encoder().encode
@@ -125,12 +125,16 @@ class EventHub:
 
 HUB = web.AppKey("event_hub", EventHub)
 
+routes = ApiRoutes("daemon")
 
-async def events(request: web.Request) -> web.StreamResponse:
-    """Stream run_start, run_end, step_start and step_end events as they commit."""
-    query = Query(request, ("run_id", "keepalive"))
-    run_id = query.run_id()
-    keepalive = query.integer("keepalive", int(KEEPALIVE_SECONDS), minimum=1, maximum=300)
+
+@routes.get("/api/events", summary="Live events (Server-Sent Events)", params=EventsParams,
+            answer=Stream("text/event-stream", "An endless event stream"))
+async def events(request: web.Request, params: EventsParams) -> web.StreamResponse:
+    """A text/event-stream of run_start, run_end, step_start and step_end events, pushed
+    after each commit; each data line is JSON without inputs or outputs. A slow reader
+    gets an event named dropped with the count it missed."""
+    run_id, keepalive = params.run_id, params.keepalive
     hub = request.app[HUB]
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream",
@@ -176,4 +180,4 @@ def setup(app: web.Application) -> None:
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
-    app.router.add_get("/api/events", events)
+    app.router.add_routes(routes)

@@ -6,56 +6,42 @@ from aiohttp import web
 
 from ..storage import jobs
 from ..storage.compare import UnknownRun
-from ..storage.runs_query import RunFilter
-from .errors import ApiError, bad
-from .params import Query, check_run_id, decode_cursor
-from .reads import json_bytes, read, read_found, read_json
+from .errors import ApiError
+from .operations import ApiRoutes, Stream
+from .reads import json_bytes, read_found, read_json
+from .responses import Compare, RunDetail, RunList
+from .schemas import CompareParams, RunDetailParams, RunListParams, RunParams
 
-RUN_STATUSES = ("running", "success", "error")
-MAX_RUNS_PAGE = 500
-
-routes = web.RouteTableDef()
+routes = ApiRoutes("runs")
 
 
-@routes.get("/api/runs")
-async def get_runs(request: web.Request) -> web.Response:
-    """Runs with totals, newest first; page with ``cursor`` (or ``offset``)."""
-    query = Query(request, ("name", "q", "status", "start_time", "end_time", "replay_of",
-                            "limit", "offset", "cursor"))
-    run_filter = RunFilter(
-        name=query.text("name"),
-        name_contains=query.text("q"),
-        status=query.choice("status", RUN_STATUSES),
-        start_time=query.number("start_time"),
-        end_time=query.number("end_time"),
-        replay_of=query.run_id("replay_of"),
-        limit=query.integer("limit", 50, minimum=1, maximum=MAX_RUNS_PAGE),
-        offset=query.integer("offset", 0),
-        cursor=decode_cursor(query),
-    )
-    if run_filter.cursor is not None and run_filter.offset:
-        raise bad("offset", "cannot be combined with 'cursor'; use one way of paging")
-
-    return await read_json(request, jobs.runs_page, run_filter)
+@routes.get("/api/runs", summary="List runs", params=RunListParams, answer=RunList,
+            errors=(503,))
+async def get_runs(request: web.Request, params: RunListParams) -> web.Response:
+    """Runs with totals over their steps, newest first. Page with cursor (or offset)."""
+    return await read_json(request, jobs.runs_page, params.run_filter())
 
 
-@routes.get("/api/runs/{run_id}")
-async def get_run(request: web.Request) -> web.Response:
-    """The run and its steps as a tree, with depth and offset for a waterfall."""
-    run_id = check_run_id(request.match_info["run_id"])
-    query = Query(request, ("payloads",))
-    payloads = query.boolean("payloads", False)
-
+@routes.get("/api/runs/{run_id}", summary="One run as a tree", params=RunDetailParams,
+            answer=RunDetail, errors=(404, 503))
+async def get_run(request: web.Request, params: RunDetailParams) -> web.Response:
+    """The run, its steps in start order (each with depth, offset_ms from the run's start
+    and its children's ids) and the ids of the root steps. Steps whose parent is not in
+    the run are roots marked orphan."""
+    run_id = params.run_id
     return json_bytes(
-        await read_found(request, "run", run_id, jobs.run_detail_body, run_id, payloads)
+        await read_found(request, "run", run_id, jobs.run_detail_body, run_id, params.payloads)
     )
 
 
-@routes.get("/api/runs/{run_id}/export")
-async def export_run(request: web.Request) -> web.StreamResponse:
-    """The run's steps as OpenTelemetry-style spans, one JSON object per line."""
-    run_id = check_run_id(request.match_info["run_id"])
-    Query(request, ())
+@routes.get("/api/runs/{run_id}/export", summary="Export a run as JSONL spans",
+            params=RunParams, answer=Stream("application/x-ndjson", "JSON Lines"),
+            errors=(404, 503))
+async def export_run(request: web.Request, params: RunParams) -> web.StreamResponse:
+    """One OpenTelemetry-style span per line (traceId, spanId, parentSpanId, operationName,
+    startTimeUnixNano, endTimeUnixNano, attributes, status), with llm.* and gen_ai.*
+    attributes."""
+    run_id = params.run_id
     chunks = await read_found(request, "run", run_id, jobs.export_chunks, run_id)
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson",
@@ -69,16 +55,12 @@ async def export_run(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@routes.get("/api/compare")
-async def compare(request: web.Request) -> web.Response:
-    """Two runs side by side: paired steps with deltas (B minus A), and the unpaired."""
-    query = Query(request, ("run_id_a", "run_id_b"))
-    run_id_a, run_id_b = query.run_id("run_id_a"), query.run_id("run_id_b")
-    for name, value in (("run_id_a", run_id_a), ("run_id_b", run_id_b)):
-        if value is None:
-            raise bad(name, "is required: the id of a run to compare")
-
+@routes.get("/api/compare", summary="Compare two runs", params=CompareParams, answer=Compare,
+            errors=(404, 503))
+async def compare(request: web.Request, params: CompareParams) -> web.Response:
+    """Steps paired by replay link, tree position (name and occurrence among siblings),
+    then name; deltas are B minus A."""
     try:
-        return await read_json(request, jobs.compare_body, run_id_a, run_id_b)
+        return await read_json(request, jobs.compare_body, params.run_id_a, params.run_id_b)
     except UnknownRun as exc:
         raise ApiError(404, str(exc)) from None

@@ -1,32 +1,40 @@
-"""GET /api/stats: per step name counts, error rates, latency percentiles, tokens, cost,
-plus what was lost on the way (client drops, slow live-view subscribers)."""
+"""What the daemon reports about itself: GET /api/health, and GET /api/stats (per step
+name counts, error rates, latency percentiles, tokens, cost, plus what was lost on the
+way: client drops, slow live-view subscribers)."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from aiohttp import web
 
 from ..storage import jobs
-from ..storage.stats_query import StatsFilter
 from .api_events import HUB
-from .params import Query
+from .operations import ApiRoutes
 from .reads import STORE, read_json
+from .responses import Health, Stats
+from .schemas import StatsParams
 
-routes = web.RouteTableDef()
+HEALTH = web.AppKey("health", Callable[[], dict])
+"""The daemon's health report, as /api/health serves it."""
+
+routes = ApiRoutes("daemon")
 
 
-@routes.get("/api/stats")
-async def stats(request: web.Request) -> web.Response:
-    query = Query(request, ("run_id", "step_name", "start_time", "end_time", "limit"))
-    stats_filter = StatsFilter(
-        run_id=query.run_id(),
-        step_name=query.text("step_name"),
-        start_time=query.number("start_time"),
-        end_time=query.number("end_time"),
-        limit=query.integer("limit", 100, minimum=1, maximum=1000),
-    )
+@routes.get("/api/health", summary="Daemon health", answer=Health)
+async def health(request: web.Request) -> web.Response:
+    """Version, uptime, connections, events received and committed."""
+    return web.json_response(request.app[HEALTH]())
+
+
+@routes.get("/api/stats", summary="Statistics per step name", params=StatsParams,
+            answer=Stats, errors=(503,))
+async def stats(request: web.Request, params: StatsParams) -> web.Response:
+    """Count, error rate, latency mean/p50/p95/p99 (nearest rank), tokens and cost per
+    step name, and client drop counts by reason."""
     readers = request.app[STORE].readers
     daemon_side = {
         "events": request.app[HUB].stats(),
         "reader": {"queries": readers.queries, "timeouts": readers.timeouts},
     }
-    return await read_json(request, jobs.stats_body, stats_filter, daemon_side)
+    return await read_json(request, jobs.stats_body, params.stats_filter(), daemon_side)

@@ -13,6 +13,7 @@ DOCS_HTML = r"""<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>TraceForge API</title>
+<link rel="icon" href="data:,">
 <style>
 :root { --bg:#ffffff; --surface:#f6f8fa; --border:#d0d7de; --text:#1f2328; --muted:#59636e;
         --accent:#0969da; --error:#cf222e; --ok:#1a7f37; }
@@ -88,7 +89,8 @@ function field(param) {
       input.append(el("option", { value: String(value) }, String(value)));
     }
   } else {
-    input = el("input", { name: param.name, placeholder: schema.example || schema.type || "" });
+    const example = (schema.examples || [])[0];
+    input = el("input", { name: param.name, placeholder: String(example ?? schema.type ?? "") });
   }
   input.dataset.in = param.in;
   const caption = el("span", {}, param.name + (param.required ? " *" : ""),
