@@ -8,6 +8,7 @@ of the source tree can stand in for what the wheel lacks.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -42,6 +43,12 @@ class WheelInstall:
         _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
              cwd=where)
         return cls(wheel, venv)
+
+    def package_dir(self, package: str) -> Path:
+        """Where the installed ``package`` lives in the venv's site-packages."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        return Path(self.run_python(
+            f"import os, {package}; print(os.path.dirname({package}.__file__))", env=env).strip())
 
     def run_python(self, code: str, env: dict | None = None, cwd: Path | None = None) -> str:
         result = subprocess.run([self.python, "-c", code], cwd=cwd or self.venv, env=env,
