@@ -49,7 +49,8 @@ def report(python: str, pythonpath: Path, **env) -> tuple[str, list]:
     result = subprocess.run([python, "-c", REPORT], cwd=pythonpath, capture_output=True,
                             text=True, timeout=60, env=clean_env(PYTHONPATH=str(pythonpath), **env))
     assert result.returncode == 0, result.stderr
-    return result.stdout.strip(), [line for line in result.stderr.splitlines() if "traceforge" in line]
+    ours = [line for line in result.stderr.splitlines() if "traceforge" in line]
+    return result.stdout.strip(), ours
 
 
 def stored_trace(daemon: DaemonProcess, run_id: str) -> dict:

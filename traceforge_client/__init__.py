@@ -28,8 +28,8 @@ from .context import (  # noqa: E402
 from .storage import get_storage  # noqa: E402
 from .decorator import trace_step_decorator  # noqa: E402
 from .tracer import current_step, trace_run, trace_step  # noqa: E402
-from .transport import configure as _configure  # noqa: E402
-from .transport import flush, shutdown, stats  # noqa: E402
+from .runtime import configure as _configure  # noqa: E402
+from .runtime import flush, shutdown, stats  # noqa: E402
 from traceforge_protocol.version import __version__  # noqa: E402
 
 

@@ -116,7 +116,7 @@ class propagate:
         finally:
             _current.reset(token)
             if os.getpid() != self.origin_pid:
-                from .transport import flush
+                from .runtime import flush
 
                 flush(timeout=2.0)
 
