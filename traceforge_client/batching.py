@@ -371,7 +371,8 @@ class BatchProcessor:
                 elif isinstance(reply, Refused) and self._forget(reply.batch):
                     self.events.count_drop("rejected", reply.batch.count)
                     self.events.return_drops(reply.batch.dropped)  # still to be reported
-                    logger.warning("traceforge: the daemon rejected events: %s", reply.reason)
+                    logger.warning("traceforge: %s rejected %d events: %s",
+                                   self.link.description, reply.batch.count, reply.reason)
                 if self._settled():
                     self._idle.notify_all()
 

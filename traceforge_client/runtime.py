@@ -76,8 +76,7 @@ def configure(address: Optional[str] = None, **options) -> None:
     children.install()
     with _lock:
         old = _configured
-        switch.disabled = _env_disabled()
-        if switch.disabled:
+        if _env_disabled():
             _configured = Disabled()
         else:
             config = load_config(address, **options)
@@ -115,9 +114,13 @@ def pop(pipeline: Pipeline) -> None:
 
 
 def _rebind() -> None:
+    """Point ``emit`` and the tracer's on/off switch at the pipeline in front."""
     global emit
     pipeline = _in_front[-1] if _in_front else _configured
     emit = pipeline.emit if pipeline is not None else _bind_and_emit
+    # A pipeline pushed in front always takes events, even with TRACEFORGE_DISABLED set.
+    switch.disabled = not _in_front and (
+        isinstance(_configured, Disabled) if _configured is not None else _env_disabled())
 
 
 def _bind_and_emit(event: msgspec.Struct) -> None:
