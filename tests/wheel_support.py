@@ -9,6 +9,7 @@ of the source tree can stand in for what the wheel lacks.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,18 @@ def _run(command: list, cwd: Path, timeout: float = 600) -> str:
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     return result.stdout
+
+
+def source_copy(where: Path) -> Path:
+    """The checkout's files, without what git ignores: a build in the checkout itself
+    would reuse its build/ directory, where files deleted from the source live on."""
+    listed = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                  cwd=ROOT)
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (where / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, where / name)
+    return where
 
 
 @dataclass
@@ -36,7 +49,7 @@ class WheelInstall:
     def build(cls, where: Path) -> "WheelInstall":
         dist = where / "dist"
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-              str(dist), str(ROOT)], cwd=where)
+              str(dist), str(source_copy(where / "source"))], cwd=where)
         [wheel] = dist.glob("traceforge-*.whl")
         venv = where / "venv"
         _run([sys.executable, "-m", "venv", str(venv)], cwd=where)
