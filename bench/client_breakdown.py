@@ -1,6 +1,6 @@
 """Where a traced step's time goes in the client, and what cheaper variants would cost.
 
-Runs in one process with no daemon (events stay in the sender's queue, sized so that
+Runs in one process with no daemon (events stay in the pipeline's queue, sized so that
 nothing is dropped), so it prices the code on the caller's thread only.
 
 1. Pieces: each call a step makes, timed alone with timeit (best of 5).
@@ -39,7 +39,8 @@ import logging  # noqa: E402
 import msgspec  # noqa: E402
 
 import traceforge_client  # noqa: E402
-from traceforge_client import ids, pricing, protocol, tracer, transport  # noqa: E402,F401 (timeit globals)
+from traceforge_client import ids, pricing, runtime, tracer  # noqa: E402,F401 (timeit globals)
+from traceforge_protocol import wire as protocol  # noqa: E402,F401 (timeit globals)
 from traceforge_client.context import Current, RunState, _current, get_current  # noqa: E402,F401
 
 logging.getLogger("traceforge").setLevel(logging.ERROR)  # "cannot reach the daemon" is expected
@@ -49,7 +50,7 @@ traceforge_client.init(max_queue_events=20_000_000)
 def piece(label: str, stmt: str, env: dict, number: int = 200_000) -> float:
     best = min(timeit.repeat(stmt, number=number, repeat=5, globals=env)) / number * 1e9
     print(f"  {label:<52} {best:7.0f} ns")
-    transport.get_sender().events.items.clear()
+    runtime.active().events.items.clear()
     return best
 
 
@@ -77,7 +78,7 @@ def pieces() -> None:
           "parent_step_id='c', status='ok', model=None, output_json='{}', tokens_input=0, "
           "tokens_output=0, tokens_cache_read=0, tokens_cache_write=0, cost_usd=0.0, "
           "error_type=None, error_message=None, traceback=None, metadata_json=None)", env)
-    piece("transport.emit(event)  (EventQueue.put)", "transport.emit(start)", env)
+    piece("runtime.emit(event)  (EventQueue.put)", "runtime.emit(start)", env)
     piece("_current.set(Current(...)) + _current.reset()",
           "_current.reset(_current.set(Current('a', 'b', run, None)))", env)
     piece("pricing.step_cost(None, 0, 0, 0, 0, 0.0, 0.0)",
@@ -90,7 +91,7 @@ def pieces() -> None:
 def time_steps(n: int) -> tuple[float, float]:
     samples = array("q", bytes(8 * n))
     loop_tf(samples, n)
-    transport.get_sender().events.items.clear()
+    runtime.active().events.items.clear()
     ordered = sorted(samples)
     return _common.percentile(ordered, 0.5) / 1000, _common.percentile(ordered, 0.9) / 1000
 
@@ -107,16 +108,16 @@ def steps(n: int) -> None:
     # Holding every event until it is acked means fresh memory for each step; a sender
     # that let go of events sooner would reuse warm memory. Price that with an emit that
     # keeps at most 1,000 events.
-    real_emit, recent = transport.emit, collections.deque()
+    real_emit, recent = runtime.emit, collections.deque()
 
     def bounded_emit(event):
         recent.append(event)
         if len(recent) >= 1000:
             recent.clear()
 
-    transport.emit = bounded_emit
+    runtime.emit = bounded_emit
     report("what-if: events released after 1,000 (not held)")
-    transport.emit = real_emit
+    runtime.emit = real_emit
     report("real trace_step again (drift check)")
 
 
@@ -125,7 +126,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=50_000)
     args = parser.parse_args()
     print("machine:", json.dumps(_common.machine()))
-    print("per-step code:", transport.stats()["hot_path"])
+    print("per-step code:", runtime.stats()["hot_path"])
     pieces()
     steps(args.steps)
     return 0

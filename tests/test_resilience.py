@@ -127,15 +127,15 @@ def test_a_batch_the_daemon_rejects_is_dropped_alone_and_the_client_carries_on(d
     code = r'''
 import json
 import traceforge_client as tf
-from traceforge_client import transport
+from traceforge_client import runtime
 from traceforge_protocol import wire as protocol
 with tf.trace_run("before"):
     pass
 assert tf.flush(10)
 # Events our tracer never builds, as a buggy or foreign client might send them:
-transport.emit(protocol.StepStart(run_id="not-a-run-id", step_id="0" * 16, name="x", start_ns=1))
+runtime.emit(protocol.StepStart(run_id="not-a-run-id", step_id="0" * 16, name="x", start_ns=1))
 tf.flush(10)                  # that batch is refused...
-transport.emit(protocol.StepStart(run_id="a" * 32, step_id="1" * 16, name="bad \udce9", start_ns=1))
+runtime.emit(protocol.StepStart(run_id="a" * 32, step_id="1" * 16, name="bad \udce9", start_ns=1))
 with tf.trace_run("after"):   # ...and everything after it still arrives
     pass
 assert tf.flush(10), tf.stats()

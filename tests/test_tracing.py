@@ -1,4 +1,8 @@
-"""The client API end to end: traced code in a real process, stored by a real daemon."""
+"""The client API end to end: traced code in a real process, stored by a real daemon.
+
+These run once, in the form of the per-step code this checkout has installed (compiled or
+plain Python, traceforge_client/hot_path.py); tests/test_hot_path.py checks that both forms
+store the same thing."""
 
 from __future__ import annotations
 
@@ -6,18 +10,7 @@ import json
 
 import pytest
 
-
-@pytest.fixture(autouse=True, params=["installed", "python"])
-def hot_path_form(request, monkeypatch):
-    """Every test here runs with the per-step code as installed (compiled where a C
-    compiler was found) and again as plain Python (hot_path.py): both must behave alike."""
-    if request.param == "python":
-        monkeypatch.setenv("TRACEFORGE_PURE_PYTHON", "1")
-    else:
-        monkeypatch.delenv("TRACEFORGE_PURE_PYTHON", raising=False)
-    return request.param
-
-SEED_EXAMPLE = r'''
+README_EXAMPLE = r'''
 import traceforge_client as traceforge
 from traceforge_client import trace_run, trace_step, trace_step_decorator
 
@@ -75,7 +68,7 @@ print(run_id)
 '''
 
 
-def _steps(daemon, run_id):
+def stored_steps(daemon, run_id):
     rows = daemon.query(
         "SELECT step_id, parent_step_id, step_name, model, input_data, output_data, tokens_input,"
         " tokens_output, cost_usd, status, error, error_type, traceback, latency_ms, started_at,"
@@ -87,17 +80,11 @@ def _steps(daemon, run_id):
     return [dict(zip(keys, row)) for row in rows]
 
 
-def test_each_form_runs_where_it_is_asked_for(daemon, hot_path_form):
-    form = daemon.run_python(
-        "import traceforge_client as tf\nprint(tf.stats()['hot_path'])").stdout.strip()
-    assert form == "python" if hot_path_form == "python" else form in ("compiled", "python")
-
-
-def test_seed_readme_example_is_stored_with_tree_tokens_cost_and_errors(daemon):
-    run_id = daemon.run_python(SEED_EXAMPLE).stdout.strip()
+def test_the_readme_example_is_stored_with_tree_tokens_cost_and_errors(daemon):
+    run_id = daemon.run_python(README_EXAMPLE).stdout.strip()
     assert len(run_id) == 32 and int(run_id, 16)
 
-    steps = {s["name"]: s for s in _steps(daemon, run_id)}
+    steps = {s["name"]: s for s in stored_steps(daemon, run_id)}
     assert set(steps) == {"web_search", "summarize", "format_report", "validate", "extract_facts",
                           "flaky_tool"}
     by_id = {s["step_id"]: s for s in steps.values()}
@@ -143,8 +130,6 @@ def test_seed_readme_example_is_stored_with_tree_tokens_cost_and_errors(daemon):
 
 
 def pytest_approx(value):
-    import pytest
-
     return pytest.approx(value, rel=1e-9)
 
 
@@ -165,7 +150,7 @@ tf.flush(10)
 print(run_id)
 '''
     run_id = daemon.run_python(code).stdout.strip()
-    steps = {s["name"]: s for s in _steps(daemon, run_id)}
+    steps = {s["name"]: s for s in stored_steps(daemon, run_id)}
     assert steps["inner"]["status"] == steps["outer"]["status"] == "error"
     assert steps["inner"]["error"] == "Custom: kept as is"
     [(status, error)] = daemon.query("SELECT status, error FROM runs WHERE run_id = ?", (run_id,))
@@ -184,7 +169,7 @@ tf.flush(10)
     daemon.run_python(code)
     [(run_id, run_name, status)] = daemon.query("SELECT run_id, run_name, status FROM runs")
     assert run_name == "lonely" and status == "success"
-    steps = {s["name"]: s for s in _steps(daemon, run_id)}
+    steps = {s["name"]: s for s in stored_steps(daemon, run_id)}
     assert steps["child"]["parent"] == steps["lonely"]["step_id"]
 
 

@@ -22,14 +22,13 @@ from . import hot_path as _hot_path
 
 _hot_path.load()  # before anything imports the per-step modules, compiled or not
 
-from .context import (  # noqa: E402
-    TracedThreadPoolExecutor, child_env, current_run_id, current_step_id, propagate,
-)
+from .context import child_env, current_run_id, current_step_id  # noqa: E402
+from .propagation import TracedThreadPoolExecutor, propagate  # noqa: E402
 from .storage import get_storage  # noqa: E402
 from .decorator import trace_step_decorator  # noqa: E402
 from .tracer import current_step, trace_run, trace_step  # noqa: E402
-from .transport import configure as _configure  # noqa: E402
-from .transport import flush, shutdown, stats  # noqa: E402
+from .runtime import configure as _configure  # noqa: E402
+from .runtime import flush, shutdown, stats  # noqa: E402
 from traceforge_protocol.version import __version__  # noqa: E402
 
 

@@ -1,13 +1,24 @@
 """Which form of the per-step code runs: compiled by Cython at install, or plain Python.
 
-``tracer.py`` and ``event_queue.py`` run on every traced step. ``pip install`` compiles
-them with Cython when a C compiler is available (``setup.py``; their ``.pxd`` files hold
-the C types), which makes a step about a third cheaper (bench/RESULTS.md). Without a
-compiler the same ``.py`` files run as they are, and behave the same (tests/test_hot_path.py).
+``tracer.py`` and ``event_queue.py`` run on every traced step. A regular ``pip install``
+compiles them with Cython when a C compiler is available (``setup.py``; their ``.pxd``
+files hold the C types), which makes a step about a third cheaper (bench/RESULTS.md).
+Without a compiler the same ``.py`` files run as they are, and behave the same
+(tests/test_hot_path.py).
 
-A compiled module is used only if it is newer than its source, so an edit to a source
-file in an editable checkout takes effect at once, with a warning to rebuild, instead
-of being hidden by a stale build. ``TRACEFORGE_PURE_PYTHON=1`` forces plain Python.
+The rule: the compiled form runs when it is installed and was built from this version of
+TraceForge; otherwise the plain form runs. ``stats()["hot_path"]`` says which ("compiled"
+or "python"). A build records what it made in ``compiled.json`` next to the modules,
+written by setup.py's build_ext only when every module compiled::
+
+    {"version": "0.1.0", "modules": {"event_queue": "event_queue.cpython-311-x86_64-linux-gnu.so",
+                                     "tracer": "tracer.cpython-311-x86_64-linux-gnu.so"}}
+
+No stamp means plain Python. A stamp from another version, or naming files this Python
+cannot load (built for another Python, or damaged), also means plain Python, with one
+warning. An editable install (``pip install -e .``) compiles nothing and deletes an earlier
+in-tree build, so an edit to a source file always takes effect.
+``TRACEFORGE_PURE_PYTHON=1`` forces plain Python (and skips compiling at install).
 """
 
 from __future__ import annotations
@@ -17,83 +28,101 @@ import importlib.util
 import logging
 import os
 import sys
+from typing import Optional
+
+import msgspec
+
+from traceforge_protocol.version import __version__
 
 logger = logging.getLogger("traceforge")
 
-MODULES = ("traceforge_client.event_queue", "traceforge_client.tracer")
-"""In import order: the tracer imports the sender, which imports the event queue."""
+PACKAGE = "traceforge_client"
+MODULES = ("event_queue", "tracer")
+"""In import order: the tracer imports the queue (through the runtime)."""
+STAMP = "compiled.json"
 FORCE_PURE = "TRACEFORGE_PURE_PYTHON"
-CLOCK_SLACK_S = 2.0
-"""An installer writes a package's files one after another; a source written this soon
-after its compiled module is not an edit."""
 
 form = "python"
-""""compiled", "python" or "partly compiled": what ``load()`` chose; in ``stats()``."""
+""""compiled" or "python": what ``load()`` chose; in ``stats()``."""
+
+_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 
 
 def load() -> str:
-    """Import the hot-path modules, each compiled or from source; call before any other
-    part of the package imports them."""
+    """Import the hot-path modules, compiled or from source; call before any other part of
+    the package imports them."""
     global form
-    compiled = 0
-    for name in MODULES:
-        if name in sys.modules:
-            module = sys.modules[name]
+    if all(f"{PACKAGE}.{name}" in sys.modules for name in MODULES):
+        return form
+    files = _compiled_files()
+    if files is not None:
+        before = set(sys.modules)
+        try:
+            for name in MODULES:
+                _load(name, files[name], importlib.machinery.ExtensionFileLoader)
+        except ImportError as exc:
+            # Forget what the failed attempt imported, so nothing keeps a compiled class.
+            for module in set(sys.modules) - before:
+                if module.startswith(PACKAGE + "."):
+                    del sys.modules[module]
+            _warn(f"cannot load it ({exc})")
         else:
-            module = _import(name)
-        if (getattr(module, "__file__", None) or "").endswith(_EXTENSION_SUFFIXES):
-            compiled += 1
-    form = "compiled" if compiled == len(MODULES) else "partly compiled" if compiled else "python"
+            form = "compiled"
+            return form
+    for name in MODULES:
+        _load(name, os.path.join(_DIRECTORY, name + ".py"), importlib.machinery.SourceFileLoader)
+    form = "python"
     return form
 
 
-_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-
-
-def _import(name: str):
-    spec = importlib.util.find_spec(name)
-    origin = spec.origin if spec is not None else None
-    if origin is None or not origin.endswith(_EXTENSION_SUFFIXES):
-        return importlib.import_module(name)
-    directory, base = os.path.dirname(origin), name.rpartition(".")[2]
-    source = os.path.join(directory, base + ".py")
-    if not os.path.exists(source):
-        return importlib.import_module(name)
+def _compiled_files() -> Optional[dict]:
+    """Paths of the compiled modules to load, or None for plain Python."""
     if os.environ.get(FORCE_PURE, "") not in ("", "0"):
-        return _import_source(name, source)
-    built = os.path.getmtime(origin) + CLOCK_SLACK_S
-    newer = [
-        path for path in (source, os.path.join(directory, base + ".pxd"))
-        if os.path.exists(path) and os.path.getmtime(path) > built
-    ]
-    if newer:
-        logger.warning(
-            "traceforge: %s changed after %s was compiled, so the source runs (slower per "
-            "step). Reinstall to compile it again (in a checkout: `pip install -e .`).",
-            " and ".join(os.path.basename(path) for path in newer), os.path.basename(origin),
-        )
-        return _import_source(name, source)
+        return None
     try:
-        return importlib.import_module(name)
-    except ImportError as exc:  # e.g. built for another Python: the source still works
-        logger.warning(
-            "traceforge: cannot load %s (%s), so the source runs (slower per step). "
-            "Reinstall to compile it again.", os.path.basename(origin), exc,
-        )
-        sys.modules.pop(name, None)
-        return _import_source(name, source)
+        with open(os.path.join(_DIRECTORY, STAMP), "rb") as handle:
+            stamp = msgspec.json.decode(handle.read(), type=dict)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError) as exc:
+        _warn(f"its {STAMP} is unreadable ({exc})")
+        return None
+    if stamp.get("version") != __version__:
+        _warn(f"it was built from TraceForge {stamp.get('version')}, this is {__version__}")
+        return None
+    modules = stamp.get("modules")
+    if not isinstance(modules, dict) or set(modules) != set(MODULES):
+        _warn(f"its {STAMP} does not name {' and '.join(MODULES)}")
+        return None
+    files = {}
+    for name in MODULES:
+        filename = str(modules[name])
+        suffix = filename[len(name):] if filename.startswith(name) else ""
+        if suffix not in importlib.machinery.EXTENSION_SUFFIXES:
+            _warn(f"{filename} was built for another Python")
+            return None
+        files[name] = os.path.join(_DIRECTORY, filename)
+        if not os.path.exists(files[name]):
+            _warn(f"{filename} is missing")
+            return None
+    return files
 
 
-def _import_source(name: str, source: str):
-    loader = importlib.machinery.SourceFileLoader(name, source)
-    spec = importlib.util.spec_from_file_location(name, source, loader=loader)
+def _warn(reason: str) -> None:
+    logger.warning("traceforge: not using the compiled per-step code: %s. Plain Python runs "
+                   "instead (slower per step); reinstall TraceForge to compile it again.", reason)
+
+
+def _load(name: str, path: str, loader_class) -> None:
+    """Import ``PACKAGE.name`` from ``path``, as the import system would."""
+    fullname = f"{PACKAGE}.{name}"
+    loader = loader_class(fullname, path)
+    spec = importlib.util.spec_from_file_location(fullname, path, loader=loader)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[name] = module
+    sys.modules[fullname] = module
     try:
         loader.exec_module(module)
     except BaseException:
-        del sys.modules[name]
+        sys.modules.pop(fullname, None)
         raise
-    package, _, attribute = name.rpartition(".")
-    setattr(sys.modules[package], attribute, module)  # as the import system would
-    return module
+    setattr(sys.modules[PACKAGE], name, module)

@@ -26,7 +26,7 @@ from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KE
 from .context import current_step_id
 from .storage import Storage, get_storage
 from .tracer import trace_run, trace_step
-from .transport import flush
+from .runtime import flush
 
 
 @dataclass

@@ -5,7 +5,7 @@
 cimport cython
 
 cdef object _time_ns, _step_numbers, _json_encoder, _encode_json
-cdef object StepStart, StepEnd, Current, _current, context, switch, transport
+cdef object StepStart, StepEnd, Current, _current, context, switch, runtime
 cdef Py_ssize_t MAX_NAME
 
 @cython.locals(data=bytes)

@@ -1,8 +1,8 @@
-"""trace_run and trace_step: the seed's API on contextvars.
+"""trace_run and trace_step: TraceForge's tracing API, on contextvars.
 
 Entering a step costs one id, one clock read, the input's JSON, one small event on the
-queue and one ContextVar set; batching, encoding and sending happen on the sender
-thread. This module is plain Python that also compiles with Cython (``tracer.pxd``
+queue and one ContextVar set; batching, encoding and sending happen on the sender thread
+(batching.py). This module is plain Python that also compiles with Cython (``tracer.pxd``
 declares its types; ``hot_path.py`` says which form is running).
 """
 
@@ -17,7 +17,7 @@ import msgspec
 
 from traceforge_protocol import wire
 
-from . import context, ids, pricing, transport
+from . import context, ids, pricing, runtime
 from .config import switch
 from .context import Current, RunState, _current
 from .ids import new_run_id
@@ -82,7 +82,7 @@ class trace_run:
         self._start_ns = _time_ns()
         self._token = _current.set(Current(run_id, None, self._state, None))
         if not switch.disabled:
-            transport.emit(
+            runtime.emit(
                 wire.RunStart(
                     run_id=run_id,
                     name=self.name,
@@ -96,7 +96,7 @@ class trace_run:
         _current.reset(self._token)
         failed = (exc_type is not None and issubclass(exc_type, Exception)) or self._state.errored
         if not switch.disabled:
-            transport.emit(
+            runtime.emit(
                 wire.RunEnd(
                     run_id=self.run_id,
                     name=self.name,
@@ -158,7 +158,7 @@ class trace_step:
             return record
         parent = _current.get() or context._process_parent
         self._auto_run = None
-        if parent is None:  # a step outside any run gets a run of its own, as in the seed
+        if parent is None:  # a step outside any run gets a run of its own
             self._auto_run = trace_run(self.name)
             self._auto_run.__enter__()
             parent = _current.get()
@@ -167,7 +167,7 @@ class trace_step:
         self._start_ns = start_ns = _time_ns()
         input_data = self.input_data
         metadata = self.metadata
-        transport.emit(StepStart(
+        runtime.emit(StepStart(
             parent.run_id, step_id, self.name, start_ns, parent.step_id, self.model,
             None if input_data is None else to_json(input_data),
             None if metadata is None else to_json(metadata),
@@ -216,7 +216,7 @@ class trace_step:
             cost = 0.0
         output = record.get("output")
         metadata = record.get("metadata")
-        transport.emit(StepEnd(
+        runtime.emit(StepEnd(
             parent.run_id, self._step_id, self.name, self._start_ns, end_ns, parent.step_id,
             status, model,
             None if output is None else to_json(output),
