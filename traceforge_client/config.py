@@ -125,5 +125,6 @@ def load_config(address: str | None = None, **options) -> ClientConfig:
 
 
 def _looks_like_database_path(text: str) -> bool:
-    """The seed's init() took a SQLite path; accept it so old scripts still run."""
+    """``init()`` once took a SQLite path, when the library wrote the database itself;
+    accept it so old scripts still run."""
     return "://" not in text and text.endswith((".db", ".sqlite", ".sqlite3"))

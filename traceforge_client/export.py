@@ -1,11 +1,11 @@
-"""Export a stored run as OpenTelemetry-style JSONL spans, the seed's export format.
+"""Export a stored run as TraceForge's JSONL spans (OpenTelemetry-style, not OTLP).
 
     from traceforge_client.export import export_run_jsonl
     jsonl = export_run_jsonl(storage, run_id)
 
 Each line is one span: traceId, spanId, parentSpanId, operationName,
-startTimeUnixNano, endTimeUnixNano, attributes (the seed's ``llm.*`` names and the
-OpenTelemetry GenAI ``gen_ai.*`` names beside them) and status. The daemon builds the
+startTimeUnixNano, endTimeUnixNano, attributes (``llm.*`` names and the OpenTelemetry
+GenAI ``gen_ai.*`` names beside them) and status. The daemon builds the
 lines (``GET /api/runs/{run_id}/export``); this function fetches them.
 """
 

@@ -1,4 +1,4 @@
-"""Read stored traces from Python: the seed's ``get_storage()`` over the daemon's HTTP API.
+"""Read stored traces from Python: ``get_storage()`` over the daemon's HTTP API.
 
     storage = traceforge_client.get_storage()
     failed = storage.query_steps(has_error=True, start_time=time.time() - 3600, limit=50)
@@ -72,7 +72,7 @@ class Storage:
     def __repr__(self) -> str:
         return f"Storage({self.url!r})"
 
-    # ---- the seed's methods ----
+    # ---- the long-standing query methods ----
 
     def query_steps(self, run_id: Optional[str] = None, step_name: Optional[str] = None,
                     start_time: Optional[float] = None, end_time: Optional[float] = None,
@@ -92,7 +92,7 @@ class Storage:
             return []
         return detail["steps"]
 
-    # ---- beyond the seed ----
+    # ---- the rest of the API ----
 
     def get_run(self, run_id: str, payloads: bool = False) -> Optional[dict]:
         """The run detail (``run``, ``steps`` as a tree, ``roots``), or None if unknown."""
