@@ -43,23 +43,9 @@ class ProtocolViolation(Exception):
 
 def _decode(body: bytes) -> msgspec.Struct:
     try:
-        return wire.client_message_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise ProtocolViolation(
-            wire.INVALID_EVENT, f"invalid message: {exc}", seq=_batch_seq(body)
-        ) from None
-    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolViolation(
-            wire.MALFORMED, f"not a msgpack message: {exc}", seq=_batch_seq(body)
-        ) from None
-
-
-def _batch_seq(body: bytes) -> Optional[int]:
-    """The seq of an invalid batch, when it has one, so its sender can drop just that batch."""
-    try:
-        return wire.batch_seq_decoder.decode(body).seq
-    except Exception:
-        return None
+        return wire.decode_client_frame(body)
+    except wire.Refused as refused:
+        raise ProtocolViolation(refused.code, refused.message, seq=refused.seq) from None
 
 
 def _describe_bad_preface(preface: bytes) -> str:
