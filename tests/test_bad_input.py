@@ -100,6 +100,12 @@ BAD_INPUTS = {
         })),
         "invalid_event", "invalid message",
     ),
+    "a count beyond 64 bits": (
+        protocol.PREFACE + HELLO + frame(packed({
+            "type": "batch", "seq": 1, "events": [{**GOOD_STEP, "start_ns": 2**63}],
+        })),
+        "invalid_event", "invalid message",
+    ),
     "unknown message type": (
         protocol.PREFACE + HELLO + frame(packed({"type": "teleport"})),
         "invalid_event", "invalid message",

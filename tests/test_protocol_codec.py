@@ -228,3 +228,116 @@ class TestDecoders:
             protocol.client_message_decoder.decode(body)
 
 
+
+# ---- integer ranges ----
+
+BEYOND_64_BITS = 2**63  # one above what SQLite stores; still a valid msgpack uint 64
+
+INTEGER_FIELDS = {
+    # name: a message holding ``value`` in that field
+    "hello.pid": lambda value: {**HELLO, "pid": value},
+    "batch.seq": lambda value: batch(seq=value),
+    "batch.dropped": lambda value: {**batch(), "dropped": {"queue_full": value}},
+    "run_start.start_ns": lambda value: batch({**RUN_START, "start_ns": value}),
+    "step_start.start_ns": lambda value: batch({**STEP_START, "start_ns": value}),
+    "step_end.end_ns": lambda value: batch({**STEP_END, "end_ns": value}),
+    **{f"step_end.{field}": (lambda field: lambda value: batch({**STEP_END, field: value}))(field)
+       for field in ("tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write")},
+}
+
+
+@pytest.mark.parametrize("field", sorted(INTEGER_FIELDS))
+def test_every_stored_integer_is_refused_beyond_what_sqlite_holds(field):
+    message = INTEGER_FIELDS[field]
+    assert protocol.INT64_MAX == BEYOND_64_BITS - 1
+    assert client_decode(message(protocol.INT64_MAX))
+    with pytest.raises(protocol.Refused) as refused:
+        protocol.decode_client_frame(packed(message(BEYOND_64_BITS)))
+    assert refused.value.code == "invalid_event"
+    assert refused.value.seq == (None if field.startswith("hello") else
+                                 BEYOND_64_BITS if field == "batch.seq" else 1)
+
+
+@pytest.mark.parametrize("cost", [float("inf"), float("-inf"), float("nan"), -0.5])
+def test_a_cost_must_be_a_finite_number_not_below_zero(cost):
+    assert_rejected(batch({**STEP_END, "cost_usd": cost}), batch({**STEP_END, "cost_usd": 1e308}))
+
+
+# ---- repeated keys ----
+
+
+def raw_map(*pairs: tuple) -> bytes:
+    """A msgpack map written pair by pair, so it can hold a key twice. A bytes key or
+    value is taken as already encoded."""
+    assert len(pairs) <= 15
+    encoded = [item if isinstance(item, bytes) else packed(item) for pair in pairs for item in pair]
+    return bytes([0x80 | len(pairs)]) + b"".join(encoded)
+
+
+def raw_batch(*extra: tuple, events: bytes = b"\x90", seq: int = 4) -> bytes:
+    return raw_map(("type", "batch"), ("seq", seq), ("events", events), *extra)
+
+
+def event_with(*extra: tuple) -> bytes:
+    return raw_map(*STEP_START.items(), *extra)
+
+
+REPEATS = {
+    # name: (frame body, the seq the refusal names, the key, the path of its map)
+    "the same type twice in a hello": (
+        raw_map(("type", "hello"), ("type", "hello"), ("versions", [1])), None, "type", "$"),
+    "the same type twice in an event": (
+        raw_batch(events=b"\x91" + event_with(("type", "step_start"))), 4, "type", "$.events[0]"),
+    "a count twice with one value": (
+        raw_batch(events=b"\x91" + raw_map(*STEP_END.items(), ("tokens_input", 7),
+                                            ("tokens_input", 7))),
+        4, "tokens_input", "$.events[0]"),
+    "a drop reason twice": (
+        raw_batch(("dropped", raw_map(("queue_full", 1), ("queue_full", 1)))),
+        4, "queue_full", "$.dropped"),
+    "the seq twice: no one batch to name": (
+        raw_map(("type", "batch"), ("seq", 4), ("seq", 4), ("events", [])), None, "seq", "$"),
+    "one key as a fixstr and as a str 8": (
+        raw_batch(("x-a", 1), (b"\xd9\x03x-a", 1)), 4, "x-a", "$"),
+    "inside a map under an unknown key": (
+        raw_batch(("x-map", raw_map(("a", 1), ("a", 2)))), 4, "a", "$.x-map"),
+    "inside an array under an unknown key": (
+        raw_batch(("x-list", b"\x92\x80" + raw_map(("a", 1), ("a", 1)))), 4, "a", "$.x-list[1]"),
+    "an integer key written in two widths": (
+        raw_batch(("x-ints", raw_map((1, "a"), (b"\xcc\x01", "b")))), 4, 1, "$.x-ints"),
+    "inside an unknown key of an event": (
+        raw_batch(events=b"\x92" + packed(STEP_START) + event_with(
+            ("x-map", raw_map(("b", None), ("b", None))))), 4, "b", "$.events[1].x-map"),
+}
+
+
+@pytest.mark.parametrize("case", list(REPEATS))
+def test_a_key_repeated_in_any_map_of_a_frame_is_refused(case):
+    body, seq, key, path = REPEATS[case]
+    msgspec.msgpack.decode(body)  # valid msgpack: msgspec alone would keep the last copy
+    with pytest.raises(protocol.Refused) as refused:
+        protocol.decode_client_frame(body)
+    assert (refused.value.code, refused.value.seq) == ("invalid_event", seq)
+    assert f"repeated key {key!r} - at `{path}`" in refused.value.message
+
+
+NOT_REPEATS = {
+    "1, 1.0, true and '1'": raw_batch(
+        ("x-keys", raw_map((1, "int"), (1.0, "float"), (True, "bool"), ("1", "str")))),
+    "one key in two events": raw_batch(
+        events=b"\x92" + packed(STEP_START) + packed(dict(reversed(STEP_START.items())))),
+    "one key at three depths": raw_batch(
+        ("x-nested", raw_map(("a", raw_map(("a", 1))), ("b", b"\x91" + raw_map(("a", 1)))))),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_REPEATS))
+def test_keys_that_differ_in_type_or_sit_in_different_maps_are_not_repeats(case):
+    assert protocol.decode_client_frame(NOT_REPEATS[case])
+
+
+def test_the_reference_encoding_and_other_encodings_decode_alike():
+    canonical = packed(batch(STEP_START, STEP_END, seq=4))
+    reordered = raw_batch(events=b"\x92" + packed(dict(reversed(STEP_START.items())))
+                          + packed(STEP_END))
+    assert protocol.decode_client_frame(canonical) == protocol.decode_client_frame(reordered)

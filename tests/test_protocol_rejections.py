@@ -19,6 +19,7 @@ from protocol_support import (
     PREFACE,
     RUN_ID,
     RUN_START,
+    STEP_END,
     ack_covering,
     batch,
     frame,
@@ -26,6 +27,7 @@ from protocol_support import (
     packed,
 )
 
+from test_protocol_vectors import REJECT as REJECT_VECTORS
 from traceforge_protocol import wire as protocol
 
 
@@ -38,6 +40,10 @@ def with_invalid_utf8(message: dict) -> bytes:
     body = packed(message)
     assert body.count(b"\xa1?") == 1
     body = body.replace(b"\xa1?", b"\xa2\xff\xfe")
+    return struct.pack(">I", len(body)) + body
+
+
+def raw_frame(body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
@@ -79,6 +85,15 @@ REJECTIONS = {
                  "invalid message", 0),
     "invalid batch before the hello": (PREFACE + frame(batch(BAD_STEP, seq=3)), 0,
                                        "invalid_event", "invalid message", 3),
+    "a count beyond 64 bits": (PREFACE + frame(HELLO) + frame(batch(
+        {**STEP_END, "tokens_input": 2**63}, seq=6)), 1, "invalid_event", "invalid message", 6),
+    "a pid beyond 64 bits": (PREFACE + frame({**HELLO, "pid": 2**63}), 0, "invalid_event",
+                             "invalid message", None),
+    "an infinite cost": (PREFACE + frame(HELLO) + frame(batch(
+        {**STEP_END, "cost_usd": float("inf")}, seq=7)), 1, "invalid_event", "invalid message", 7),
+    "the same type twice": (PREFACE + frame(HELLO) + raw_frame(
+        b"\x84\xa4type\xa5batch\xa4type\xa5batch\xa3seq\x08\xa6events\x90"),
+        1, "invalid_event", "repeated key 'type' - at `$`", 8),
     "a type only the daemon sends": (PREFACE + frame(HELLO) + frame({"type": "ack", "seq": 1}),
                                      1, "invalid_event", "invalid message", None),
 }
@@ -212,3 +227,14 @@ def test_hello_ok_announces_the_frame_limit_the_daemon_enforces(daemon_factory, 
     assert (error["code"], error["seq"]) == ("frame_too_large", None)
     assert "65537" in error["message"] and "65536" in error["message"]
 
+
+
+@pytest.mark.parametrize("vector", REJECT_VECTORS, ids=str)
+def test_the_reject_vectors_of_protocol_md_are_refused_after_a_hello(rejecting_daemon, peers,
+                                                                     vector):
+    peer = peers(rejecting_daemon.socket)
+    peer.handshake()
+    peer.send(vector.frame)
+    [error] = peer.read_until_closed()
+    assert {"code": error["code"], "seq": error["seq"]} == vector.message
+    assert rejecting_daemon.query("SELECT count(*) FROM steps") == [(0,)]

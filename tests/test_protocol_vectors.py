@@ -1,9 +1,10 @@
 """protocol.md against protocol.py: the test vectors byte for byte, and nothing undocumented.
 
 Each vector in protocol.md is a fenced block ```tf-vector NAME``` (or ```tf-vector-decode
-NAME```) holding a message as JSON, a ``---`` line, and the complete frame as hex with ``#``
-comments. Exact vectors must come out of our encoder byte for byte and decode back to the
-same JSON; decode-only vectors are other valid encodings that must decode to the JSON.
+NAME```, ```tf-vector-reject NAME```) holding JSON, a ``---`` line, and the complete frame
+as hex with ``#`` comments. Exact vectors must come out of our encoder byte for byte and
+decode back to the same JSON; decode-only vectors are other valid encodings that must decode
+to the JSON; reject vectors are frames the daemon refuses with the error in the JSON.
 
 The remaining tests fail when the code gains a message, field, default, type, rule or error
 code that protocol.md does not describe, or when a timeout or limit of the daemon's settings
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +25,7 @@ import msgspec.inspect as mi
 import pytest
 
 from traceforge_protocol import wire as protocol
+from traceforge_protocol.home import DaemonState
 from traceforge_daemon import settings as daemon_settings
 
 DOC = (Path(__file__).resolve().parent.parent / "protocol.md").read_text(encoding="utf-8")
@@ -43,7 +46,7 @@ ERROR_CODES = {
 
 
 class Vector(NamedTuple):
-    kind: str  # "tf-vector" (exact) or "tf-vector-decode"
+    kind: str  # "tf-vector" (exact), "tf-vector-decode" or "tf-vector-reject"
     name: str
     message: dict
     frame: bytes
@@ -54,7 +57,8 @@ class Vector(NamedTuple):
 
 def parse_vectors(text: str) -> list[Vector]:
     vectors = []
-    for match in re.finditer(r"^```(tf-vector(?:-decode)?) (\S+)\n(.*?)^```$", text, re.M | re.S):
+    for match in re.finditer(r"^```(tf-vector(?:-decode|-reject)?) (\S+)\n(.*?)^```$", text,
+                             re.M | re.S):
         kind, name, content = match.groups()
         json_part, separator, hex_part = content.partition("\n---\n")
         assert separator, f"vector {name}: no '---' line between the JSON and the hex"
@@ -64,8 +68,11 @@ def parse_vectors(text: str) -> list[Vector]:
     return vectors
 
 
-VECTORS = parse_vectors(DOC)
+ALL_VECTORS = parse_vectors(DOC)
+VECTORS = [v for v in ALL_VECTORS if v.kind != "tf-vector-reject"]  # the ones that decode
 EXACT = [v for v in VECTORS if v.kind == "tf-vector"]
+DECODE_ONLY = [v for v in VECTORS if v.kind == "tf-vector-decode"]
+REJECT = [v for v in ALL_VECTORS if v.kind == "tf-vector-reject"]
 
 
 def decoder_for(cls: type) -> msgspec.msgpack.Decoder:
@@ -85,7 +92,7 @@ def body_of(frame: bytes) -> bytes:
 
 
 def test_the_vectors_parse_and_have_unique_names():
-    names = [v.name for v in VECTORS]
+    names = [v.name for v in ALL_VECTORS]
     assert len(EXACT) >= len(CLIENT_MESSAGES) + len(SERVER_MESSAGES)
     assert len(names) == len(set(names)), f"repeated vector names: {names}"
 
@@ -110,10 +117,33 @@ def test_an_exact_vectors_json_shows_the_wire_map_key_for_key_in_order(vector):
     assert json.dumps(on_the_wire) == json.dumps(vector.message)
 
 
-@pytest.mark.parametrize("vector", [v for v in VECTORS if v.kind == "tf-vector-decode"], ids=str)
+@pytest.mark.parametrize("vector", DECODE_ONLY, ids=str)
 def test_a_decode_only_vector_really_differs_from_the_reference_encoding(vector):
     message = msgspec.convert(vector.message, STRUCTS[vector.message["type"]])
     assert protocol.encode_frame(message) != vector.frame
+
+
+@pytest.mark.parametrize("vector", DECODE_ONLY, ids=str)
+def test_a_decode_only_vectors_json_is_the_decoded_message_in_the_reference_order(vector):
+    decoded = decoder_for(STRUCTS[vector.message["type"]]).decode(body_of(vector.frame))
+    assert json.dumps(msgspec.to_builtins(decoded)) == json.dumps(vector.message)
+    on_the_wire = msgspec.msgpack.decode(body_of(vector.frame))
+    assert list(on_the_wire) != list(vector.message)  # as section 17 says: not wire order
+
+
+@pytest.mark.parametrize("vector", REJECT, ids=str)
+def test_a_reject_vector_is_valid_msgpack_and_refused_with_its_error(vector):
+    body = body_of(vector.frame)
+    msgspec.msgpack.decode(body)  # a plain decoder takes it
+    with pytest.raises(protocol.Refused) as refused:
+        protocol.decode_client_frame(body)
+    assert {"code": refused.value.code, "seq": refused.value.seq} == vector.message
+    assert vector.message["code"] in ERROR_CODES
+
+
+def test_the_reject_vectors_cover_each_rule_a_plain_decoder_does_not_check():
+    words = {v.name for v in REJECT}
+    assert {"batch_count_out_of_range", "batch_infinite_cost", "batch_repeated_type"} <= words
 
 
 def test_the_exact_vectors_cover_every_message_and_every_event_kind():
@@ -179,13 +209,26 @@ def rule_fragments(t: mi.Type) -> list[str]:
         elif t.min_length is not None or t.max_length is not None:
             fragments.append(f"{t.min_length or 0} to {t.max_length} characters")
         return fragments
-    if isinstance(t, (mi.IntType, mi.FloatType)):
+    if isinstance(t, mi.IntType):
+        if t.le is not None:
+            return [f"{t.ge} to {power_of_two(t.le + 1)}−1"]
         return [f"≥ {t.ge}"] if t.ge is not None else []
+    if isinstance(t, mi.FloatType):
+        return (([f"≥ {t.ge:g}"] if t.ge is not None else [])
+                + (["finite"] if t.le == sys.float_info.max else []))
+    if isinstance(t, mi.DictType):
+        return rule_fragments(t.value_type)
     if isinstance(t, mi.ListType):
         return [str(t.max_length)] if t.max_length is not None else []
     if isinstance(t, mi.LiteralType):
         return [f"`{value}`" for value in t.values]
     return []
+
+
+def power_of_two(value: int) -> str:
+    """2**63 as protocol.md writes it: ``2^63``."""
+    assert value & (value - 1) == 0, f"{value} is not a power of two: say how to write it"
+    return f"2^{value.bit_length() - 1}"
 
 
 def documented_default(cell: str) -> object:
@@ -272,3 +315,35 @@ def test_the_timeouts_and_limits_are_the_daemon_settings_with_their_flags():
     assert defaults["max_frame_bytes"] == protocol.MAX_FRAME_BYTES and "`--max-frame-bytes`" in DOC
     assert defaults["max_pending_events"] == 200_000
     assert "200,000 events (`max_pending_events`, set with `--max-pending-events`)" in DOC
+
+
+def test_daemon_json_is_documented_field_by_field():
+    # protocol.md section 2 is how clients in other languages find a running daemon.
+    text = DOC[DOC.index("**`daemon.json`.**"):DOC.index("## 3. Preface")]
+    rows = table_rows(text)
+    fields = mi.type_info(DaemonState).fields
+    assert [row[0] for row in rows] == [f"`{f.name}`" for f in fields], "fields or their order"
+    json_types = {mi.IntType: "number", mi.FloatType: "number", mi.StrType: "string"}
+    for row, field in zip(rows, fields):
+        t = field.type
+        nullable = isinstance(t, mi.UnionType)
+        if nullable:
+            [t] = [x for x in t.types if not isinstance(x, mi.NoneType)]
+        assert row[1] == json_types[type(t)] + (" or null" if nullable else ""), field.name
+    assert "`unix:///absolute/path.sock`" in text and "a bare path" in text
+
+
+def test_the_truncation_rule_is_the_python_clients():
+    # Section 5.3 says what a truncated payload looks like, byte for byte in its length.
+    from traceforge_client.tracer import to_json
+
+    assert f"{protocol.MAX_FIELD_BYTES:,} bytes" in DOC
+    assert f"first {protocol.MAX_FIELD_BYTES // 4:,} bytes (256 KiB)" in DOC
+    value = "é" * protocol.MAX_FIELD_BYTES  # 2 bytes each: the cut falls inside one
+    marker = json.loads(to_json(value))
+    original = json.dumps(value, ensure_ascii=False).encode()
+    assert marker["_traceforge_truncated"] is True
+    assert marker["original_bytes"] == len(original)
+    preview = marker["preview"].encode()
+    assert original.startswith(preview)
+    assert protocol.MAX_FIELD_BYTES // 4 - 3 <= len(preview) <= protocol.MAX_FIELD_BYTES // 4

@@ -18,12 +18,13 @@ re-encoding. Times are integer Unix-epoch nanoseconds.
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Annotated, Literal, Optional, Union
 
 import msgspec
 from msgspec import Meta
 
-from . import ids
+from . import ids, repeats
 
 PREFACE = b"TFR\x01"
 """The first four bytes a client sends: b"TFR" and the framing generation, 1."""
@@ -46,8 +47,27 @@ which costs the daemon a fifth of a regex per id (bench/RESULTS.md)."""
 StepId = Annotated[str, Meta(min_length=ids.STEP_ID_LENGTH, max_length=ids.STEP_ID_LENGTH)]
 """16 lowercase hex characters: maps losslessly onto an OpenTelemetry span id."""
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
-Nanos = Annotated[int, Meta(ge=0)]
-Count = Annotated[int, Meta(ge=0)]
+
+# Integer ranges. Every integer the daemon stores or counts goes into an SQLite INTEGER,
+# a signed 64-bit number: a larger one makes SQLite raise OverflowError in the writer,
+# so the decoder refuses it (invalid_event) before it is queued. Every language has a
+# signed 64-bit integer, so no client needs more. Each range is defined here once.
+INT64_MAX = 2**63 - 1
+"""The largest integer SQLite stores, and so the top of every stored integer's range."""
+MAX_FRAME_LENGTH = 2**32 - 1
+"""The largest length a frame header can carry (an unsigned 32-bit number)."""
+
+Nanos = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+"""A time: nanoseconds since the Unix epoch, up to the year 2262."""
+Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+"""A token or drop count."""
+Seq = Annotated[int, Meta(ge=1, le=INT64_MAX)]
+"""A batch number."""
+Pid = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+"""An operating-system process id (0: not given); stored on the rows a connection writes."""
+Cost = Annotated[float, Meta(ge=0, le=sys.float_info.max)]
+"""US dollars: finite and not negative, so NaN and both infinities are refused (the
+upper bound is the largest finite float: only +inf lies above it)."""
 
 
 class Hello(msgspec.Struct, tag="hello", forbid_unknown_fields=False):
@@ -59,7 +79,7 @@ class Hello(msgspec.Struct, tag="hello", forbid_unknown_fields=False):
     client: str = ""
     client_version: str = ""
     lang: str = ""
-    pid: int = 0
+    pid: Pid = 0
     host: str = ""
     session: str = ""
 
@@ -110,8 +130,9 @@ class StepEnd(msgspec.Struct, tag="step_end", gc=False):
     tokens_output: Count = 0
     tokens_cache_read: Count = 0
     tokens_cache_write: Count = 0
-    cost_usd: Optional[Annotated[float, Meta(ge=0)]] = None
-    """None means unpriced: tokens were used but no price is known."""
+    cost_usd: Optional[Cost] = None
+    """None: no price is known. With tokens used that makes the step unpriced; a step that
+    used no tokens costs nothing (the daemon's rule: ``storage/rows.py``)."""
     error_type: Optional[str] = None
     error_message: Optional[str] = None
     traceback: Optional[str] = None
@@ -132,7 +153,7 @@ class BatchSeq(msgspec.Struct, tag="batch"):
 class Batch(msgspec.Struct, tag="batch"):
     """Events to store. The daemon acks ``seq`` once they are committed."""
 
-    seq: Annotated[int, Meta(ge=1)]
+    seq: Seq
     events: Annotated[list[Event], Meta(max_length=MAX_BATCH_EVENTS)]
     dropped: dict[str, Count] = {}
     """Events the client dropped and has not had confirmed, by reason (e.g. queue_full);
@@ -157,15 +178,15 @@ class HelloOk(msgspec.Struct, tag="hello_ok"):
     version: int
     server: str = "traceforge-daemon"
     server_version: str = ""
-    max_frame_bytes: int = MAX_FRAME_BYTES
-    max_batch_events: int = MAX_BATCH_EVENTS
+    max_frame_bytes: Annotated[int, Meta(ge=1, le=MAX_FRAME_LENGTH)] = MAX_FRAME_BYTES
+    max_batch_events: Annotated[int, Meta(ge=1, le=INT64_MAX)] = MAX_BATCH_EVENTS
     ack: str = "commit"
 
 
 class Ack(msgspec.Struct, tag="ack"):
     """Every batch with a seq up to and including this one is committed to SQLite."""
 
-    seq: int
+    seq: Seq
 
 
 class Error(msgspec.Struct, tag="error"):
@@ -211,6 +232,55 @@ def invalid_id(events: list) -> Optional[str]:
                 return f"Expected `str` matching regex {pattern!r} - at `$.events[{index}].{field}`"
     return None
 
+
+class Refused(Exception):
+    """A client frame the daemon refuses: the error ``code`` it answers with, a message
+    for the client's log, and the ``seq`` of the batch concerned when it can be read."""
+
+    def __init__(self, code: str, message: str, seq: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.seq = seq
+
+
+def decode_client_frame(body: bytes) -> Union[Hello, Batch, Bye]:
+    """A client frame's body as its message, checked against every rule protocol.md sets
+    for one frame on its own (types, ranges, formats, no repeated key); raises ``Refused``.
+    The daemon's own checks across frames (a batch's seq above the previous one) and the
+    hex digits of ids (``invalid_id``) come after."""
+    try:
+        message = client_message_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise Refused(INVALID_EVENT, f"invalid message: {exc}", _readable_seq(body)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise Refused(MALFORMED, f"not a msgpack message: {exc}", _readable_seq(body)) from None
+    repeat = repeats.find_repeat(body, message, _SCALAR_FIELDS)
+    if repeat is not None:
+        # A repeated seq leaves no one batch number to name.
+        named = repeat.path == "$" and repeat.key == "seq"
+        seq = message.seq if type(message) is Batch and not named else None
+        raise Refused(
+            INVALID_EVENT, f"invalid message: repeated key {repeat.key!r} - at `{repeat.path}`",
+            seq,
+        )
+    return message
+
+
+def _readable_seq(body: bytes) -> Optional[int]:
+    """The seq of an invalid batch, when it has one, so its sender can drop just that batch."""
+    try:
+        return batch_seq_decoder.decode(body).seq
+    except Exception:
+        return None
+
+
+_CONTAINER_FIELDS = frozenset({"events", "dropped", "versions"})
+_SCALAR_FIELDS = {
+    cls: frozenset(cls.__struct_fields__).union({"type"}) - _CONTAINER_FIELDS
+    for cls in (Hello, Batch, Bye, RunStart, RunEnd, StepStart, StepEnd)
+}
+"""Once a frame has decoded, these fields of each message hold one value, never a map."""
 
 _encoder = msgspec.msgpack.Encoder()
 

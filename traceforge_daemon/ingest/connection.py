@@ -3,8 +3,9 @@
 A connection must open with the preface and a hello within ``hello_timeout``; then it
 sends batches, which go to the writer queue, and gets an ack for each once it is
 committed. Anything it should not send (bad preface, HTTP, oversized or undecodable
-frames, wrong field types, unknown message types, silence) gets one error frame,
-then the connection is closed; the daemon logs one line and carries on.
+frames, wrong field types, unknown message types, silence) gets one error frame, after
+the acks of the batches it sent before it, then the connection is closed; the daemon
+logs one line and carries on.
 """
 
 from __future__ import annotations
@@ -43,23 +44,9 @@ class ProtocolViolation(Exception):
 
 def _decode(body: bytes) -> msgspec.Struct:
     try:
-        return wire.client_message_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise ProtocolViolation(
-            wire.INVALID_EVENT, f"invalid message: {exc}", seq=_batch_seq(body)
-        ) from None
-    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolViolation(
-            wire.MALFORMED, f"not a msgpack message: {exc}", seq=_batch_seq(body)
-        ) from None
-
-
-def _batch_seq(body: bytes) -> Optional[int]:
-    """The seq of an invalid batch, when it has one, so its sender can drop just that batch."""
-    try:
-        return wire.batch_seq_decoder.decode(body).seq
-    except Exception:
-        return None
+        return wire.decode_client_frame(body)
+    except wire.Refused as refused:
+        raise ProtocolViolation(refused.code, refused.message, seq=refused.seq) from None
 
 
 def _describe_bad_preface(preface: bytes) -> str:
@@ -147,6 +134,8 @@ class IngestConnection:
                 violation.code,
                 violation.message,
             )
+            if not await self._acks_before_error():
+                return
             self._send(
                 wire.Error(
                     code=violation.code,
@@ -269,6 +258,16 @@ class IngestConnection:
                 await asyncio.wait_for(self._all_acked.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
+
+    async def _acks_before_error(self) -> bool:
+        """Before an error frame, the acks of every batch accepted ahead of the refused
+        frame, so the client knows the refused one is its oldest unacked batch. False if
+        their commit did not end within ``hello_timeout`` (or failed, which sent its own
+        error): the connection then closes with no error, as a broken one would, and the
+        client resends."""
+        if self.acked < self.received_seq:
+            await self._drain_acks(self.server.settings.hello_timeout)
+        return self.acked >= self.received_seq and not self.closed
 
     def ack(self, seq: int) -> None:
         if seq > self.acked:

@@ -71,10 +71,10 @@ def span(step: dict, run_id: str, run_name: Optional[str]) -> dict:
         attributes.append(
             ("gen_ai.usage.cache_creation.input_tokens", step["tokens_cache_write"])
         )
-    if step["cost_usd"] is None:
+    if rows.is_unpriced(step):
         attributes.append(("traceforge.cost.unpriced", True))
     else:
-        cost = float(step["cost_usd"])
+        cost = float(step["cost_usd"] or 0.0)
         attributes += [("llm.cost_usd", cost), ("gen_ai.usage.cost", cost)]
     if step["error_type"]:
         attributes.append(("error.type", step["error_type"]))

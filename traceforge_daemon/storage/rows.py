@@ -1,9 +1,11 @@
 """The API's shapes for stored runs and steps: which columns, and how rows become JSON.
 
 Payload columns (inputs, outputs, metadata) are JSON text in the database and are
-served as JSON values; text that does not parse is served as the string it is.
-``cost_usd`` stays None when a step is unpriced (tokens used, no known price): it is
-never reported as 0.
+served as JSON values; text that does not parse is served inside a marker object,
+``{"_traceforge_invalid_json": true, "text": "<as sent>"}``, so it cannot pass for a JSON
+string. A step is *unpriced* when it used tokens and has no cost (NULL): its ``cost_usd``
+is served as None and counted in ``unpriced_steps``, never reported as 0. A step that
+used no tokens costs nothing, whatever cost it sent: NULL is served as 0.0.
 """
 
 from __future__ import annotations
@@ -32,13 +34,27 @@ RUN_COLUMNS = (
     "host", "replay_of_run_id", "replay_of_step_id",
 )
 
-UNPRICED_SQL = "(cost_usd IS NULL)"
-"""The rule for an unpriced step, as SQL over ``steps``: the one place it is written
-(``is_unpriced`` is the same rule over a row already read)."""
+UNPRICED_SQL = (
+    "(cost_usd IS NULL AND (tokens_input > 0 OR tokens_output > 0 "
+    "OR tokens_cache_read > 0 OR tokens_cache_write > 0))"
+)
+"""The rule for an unpriced step, as SQL over ``steps``: no cost, and some tokens used.
+It is written here and in ``is_unpriced`` (the same rule over a row already read), and
+nowhere else. A step with no tokens and no cost, a tool call sent with the protocol's
+default ``cost_usd: nil``, is not unpriced: it cost nothing."""
 
 
 def is_unpriced(step: dict) -> bool:
-    return step["cost_usd"] is None
+    return step["cost_usd"] is None and (
+        step["tokens_input"] > 0 or step["tokens_output"] > 0
+        or step["tokens_cache_read"] > 0 or step["tokens_cache_write"] > 0
+    )
+
+
+def _served_cost(step: dict) -> None:
+    """A NULL cost is served as None only for an unpriced step; else it is 0.0."""
+    if "cost_usd" in step and step["cost_usd"] is None and not is_unpriced(step):
+        step["cost_usd"] = 0.0
 
 
 SUMMARY_ERROR_CHARS = 300
@@ -93,14 +109,21 @@ def select_list(columns: Iterable[str], table: str = "") -> str:
     return ", ".join(prefix + column for column in columns)
 
 
+INVALID_JSON_KEY = "_traceforge_invalid_json"
+"""Marks a served payload whose stored text is not JSON: ``{INVALID_JSON_KEY: true,
+"text": "<the text as sent>"}``. Keys beginning ``_traceforge_`` at the top of a payload
+are TraceForge's markers (clients mark a truncated payload ``_traceforge_truncated``)."""
+
+
 def decode_json(text: Optional[str]) -> Any:
-    """A stored JSON payload as a value; None stays None, broken JSON stays text."""
+    """A stored JSON payload as a value; None stays None, text that is not JSON comes back
+    in the invalid-JSON marker, so it cannot be mistaken for a JSON string."""
     if text is None:
         return None
     try:
         return _decoder.decode(text)
     except msgspec.DecodeError:
-        return text
+        return {INVALID_JSON_KEY: True, "text": text}
 
 
 def step_dict(columns: tuple[str, ...], row: tuple) -> dict:
@@ -108,11 +131,13 @@ def step_dict(columns: tuple[str, ...], row: tuple) -> dict:
     for column in STEP_PAYLOAD_COLUMNS:
         if column in step:
             step[column] = decode_json(step[column])
+    _served_cost(step)
     return step
 
 
 def summary_dict(row: tuple) -> dict:
     step = dict(zip(STEP_SUMMARY_COLUMNS, row))
+    _served_cost(step)
     error = step["error"]
     if error is not None and len(error) > SUMMARY_ERROR_CHARS:
         step["error"] = error[:SUMMARY_ERROR_CHARS] + "…"

@@ -6,7 +6,8 @@ queries need added:
 
 - steps gain ``status`` (running, ok, error), the emitting process (``pid``, ``host``),
   cache token counts, the error's type and traceback, and metadata;
-- ``cost_usd`` may be NULL, meaning *unpriced*: tokens were used but no price is known;
+- ``cost_usd`` may be NULL: no price is known (the step is *unpriced* if it used tokens,
+  ``rows.UNPRICED_SQL``);
 - ``input_data`` may be NULL for the moment between a step's end arriving before its
   start (possible after a reconnect);
 - indexes serve the run list, the run detail, and every search filter: by name, time,

@@ -223,10 +223,17 @@ class Writer:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            # Whatever went wrong, this thread must live: it is the only writer, and every
+            # connection's acks wait on it. The decoder keeps SQLite's own limits out (an
+            # integer beyond 64 bits raised OverflowError here once), so anything but an
+            # sqlite3.Error is a bug in TraceForge, logged with its traceback.
             self.stats.storage_errors += 1
-            logger.error("storage error, %d batches not committed: %s", len(items), exc)
-            self.on_failed(items, str(exc))
+            if isinstance(exc, sqlite3.Error):
+                logger.error("storage error, %d batches not committed: %s", len(items), exc)
+            else:
+                logger.exception("bug: %d batches not committed", len(items))
+            self.on_failed(items, str(exc) or type(exc).__name__)
             return
         self.stats.events_committed += committed
         self.stats.transactions += 1
