@@ -107,6 +107,15 @@ class Conversation:
             wire.INVALID_EVENT, "refused by the script", fatal=True, retryable=False,
             seq=batch.seq)))
 
+    def refuse_unnamed(self, batch: wire.Batch) -> None:
+        """Refuse ``batch`` as the daemon refuses a frame whose seq it cannot read: every
+        earlier batch is acked first, then an error with no seq, then close."""
+        if batch.seq > 1:
+            self.ack(batch.seq - 1)
+        self.daemon.refused.update(event_key(event) for event in batch.events)
+        self.send(wire.encode_frame(wire.Error(
+            wire.MALFORMED, "refused by the script", fatal=True, retryable=False, seq=None)))
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -178,6 +187,10 @@ def shutting_down(conversation: Conversation, last: Optional[wire.Batch]) -> Non
 
 def refuse_last(conversation: Conversation, last: Optional[wire.Batch]) -> None:
     conversation.refuse(last)
+
+
+def refuse_last_unnamed(conversation: Conversation, last: Optional[wire.Batch]) -> None:
+    conversation.refuse_unnamed(last)
 
 
 class ScriptedDaemon:

@@ -54,6 +54,8 @@ SCENARIOS = {
     "a retryable storage error": ([S(batches=3, then=sd.storage_error)], ()),
     "the daemon shutting down": ([S(batches=5, ack=True, then=sd.shutting_down)], ()),
     "a batch refused for good": ([S(batches=2, then=sd.refuse_last)], ()),
+    "a batch refused for good, without its seq": (
+        [S(batches=3, then=sd.refuse_last_unnamed)], ()),
     "all of it in a row": (
         [S(hello_ok=False), S(), S(batches=6), S(batches=1, then=sd.half_an_ack),
          S(batches=2), S(batches=3, ack=True, then=sd.stale_acks),

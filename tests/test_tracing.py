@@ -257,6 +257,9 @@ with tf.trace_run("x" * 2000):
         r["model"] = Model()
         r["tokens_input"] = "12"
         r["cost_usd"] = float("inf")
+    with tf.trace_step("huge counts") as r:  # beyond what SQLite holds, or negative
+        r["tokens_input"], r["tokens_output"] = 2**63, -5
+        r["tokens_cache_read"], r["tokens_cache_write"] = 2**70, 3
     try:
         with tf.trace_step("surrogate"):
             raise ValueError("bad \udce9 byte " + "z" * 200_000)
@@ -269,7 +272,11 @@ print(tf.stats()["dropped_total"])
 '''
     result = daemon.run_python(code)
     rows = dict(daemon.query("SELECT step_name, status FROM steps"))
-    assert rows == {"y" * 512: "ok", "unnamed": "ok", "after": "ok", "surrogate": "error"}
+    assert rows == {"y" * 512: "ok", "unnamed": "ok", "after": "ok", "surrogate": "error",
+                    "huge counts": "ok"}
+    assert daemon.query(
+        "SELECT tokens_input, tokens_output, tokens_cache_read, tokens_cache_write FROM steps "
+        "WHERE step_name = 'huge counts'") == [(2**63 - 1, 0, 2**63 - 1, 3)]
     [(model, tokens, cost)] = daemon.query(
         "SELECT model, tokens_input, cost_usd FROM steps WHERE step_name = 'unnamed'")
     assert (model, tokens, cost) == ("custom-model", 12, None)

@@ -28,6 +28,8 @@ from .config import Address
 
 CONNECT_TIMEOUT = 1.0
 IO_TIMEOUT = 5.0
+REFUSED_FRAME_CODES = (wire.INVALID_EVENT, wire.MALFORMED, wire.FRAME_TOO_LARGE)
+"""Errors that refuse one frame for what it holds; without a seq, the oldest unacked."""
 
 
 class SocketLink(Link):
@@ -140,12 +142,18 @@ class SocketLink(Link):
             return [Acked(tuple(acked))] if acked else []
         if isinstance(message, wire.Error):
             replies = []
+            reason = f"{message.code}: {message.message}"
             if message.seq is not None and not message.retryable:
                 for index, (seq, batch) in enumerate(self.sent):
                     if seq == message.seq:
                         del self.sent[index]
-                        replies.append(Refused(batch, f"{message.code}: {message.message}"))
+                        replies.append(Refused(batch, reason))
                         break
+            elif message.code in REFUSED_FRAME_CODES and not message.retryable and self.sent:
+                # No seq: the daemon acked every batch before the frame it refused, so that
+                # frame is the oldest one unacked (protocol.md section 8). Sent again, it
+                # would be refused again, forever.
+                replies.append(Refused(self.sent.popleft()[1], reason))
             if message.fatal:
                 self.broken = LinkError(f"{message.code}: {message.message}")
             return replies

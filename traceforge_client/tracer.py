@@ -197,8 +197,11 @@ class trace_step:
         tokens_output = record.get("tokens_output", 0)
         cache_read = record.get("tokens_cache_read", 0)
         cache_write = record.get("tokens_cache_write", 0)
+        # The common case in one test: four ints in 0 .. 2**63 - 1 (negative ones shift
+        # to -1, too large ones to 1 or more); anything else is made safe by _count.
         if not (type(tokens_input) is type(tokens_output) is type(cache_read)
-                is type(cache_write) is int):
+                is type(cache_write) is int) \
+                or (tokens_input | tokens_output | cache_read | cache_write) >> 63:
             tokens_input, tokens_output = _count(tokens_input), _count(tokens_output)
             cache_read, cache_write = _count(cache_read), _count(cache_write)
         model = record.get("model") or self.model
@@ -263,9 +266,11 @@ def _clip(text: str) -> str:
 
 
 def _count(value: Any) -> int:
-    """A token count the user set, made safe: not a number or negative becomes 0."""
+    """A token count the user set, made safe: not a number or negative becomes 0, and one
+    beyond what the daemon stores (2**63 - 1) becomes that, so one value never costs the
+    batch that carries it."""
     try:
-        return max(int(value or 0), 0)
+        return min(max(int(value or 0), 0), wire.INT64_MAX)
     except (TypeError, ValueError, OverflowError):
         return 0
 
