@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from traceforge_protocol import wire
 
-from . import records, schema
+from . import daemon_events, records, schema
 from .checkpointer import Checkpointer
 
 logger = logging.getLogger("traceforge.daemon")
@@ -241,6 +241,8 @@ class Writer:
 def apply(conn: sqlite3.Connection, items: list) -> int:
     """Write ``items`` inside the caller's transaction; return the events applied."""
     run_starts, run_ends, failed_steps, drops = [], [], [], []
+    cursors: list[daemon_events.CursorWrite] = []
+    names: list[daemon_events.RunNamed] = []
     starts: dict[str, tuple] = {}
     ends: dict[str, tuple] = {}
     applied = 0
@@ -264,6 +266,10 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
                 run_starts.append(records.run_start_row(event, pid, host))
             elif kind is RunEnd:
                 run_ends.append(records.run_end_row(event, pid, host))
+            elif kind is daemon_events.CursorWrite:
+                cursors.append(event)
+            elif kind is daemon_events.RunNamed:
+                names.append(event)
     if run_starts:
         conn.executemany(INSERT_RUN_START, run_starts)
     if starts:
@@ -286,4 +292,6 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
         conn.executemany(MARK_RUN_FAILED, failed_steps)
     if drops:
         conn.executemany(INSERT_DROPS, drops)
+    if cursors or names:
+        daemon_events.apply(conn, cursors, names, now)
     return applied
