@@ -104,10 +104,10 @@ def cursor(conn: sqlite3.Connection, endpoint: str) -> Optional[forwarding.Curso
     return forwarding.cursor(conn, endpoint)
 
 
-def lag(conn: sqlite3.Connection, after: int) -> tuple[int, Optional[float]]:
-    """(steps logged after ``after``, when the first of them was committed)."""
+def lag_figures(conn: sqlite3.Connection, after: int) -> tuple[int, Optional[float]]:
+    """(the log's last seq, when the first step after ``after`` was committed)."""
     found = forwarding.backlog(conn, after, 0)
-    return max(found.log_end - after, 0), found.oldest_at
+    return found.log_end, found.oldest_at
 
 
 def count_between(conn: sqlite3.Connection, after: int, upto: int) -> int:
