@@ -1,4 +1,4 @@
-"""traceforge-daemon start | stop | status"""
+"""traceforge-daemon start | stop | status | export (``cli_export.py``)"""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from traceforge_protocol.version import __version__
 
 from .daemon import Daemon, StartupError
 from .http.ui import DashboardMissing
-from . import otlp
+from . import cli_export, otlp
 from .settings import (
     DEFAULT_HTTP, OTLP_PROTOCOLS, SETTINGS, Settings, otlp_header, otlp_url, resolve_token,
     split_host_port,
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("stop", help="stop the running daemon gracefully")
     commands.add_parser("status", help="print the running daemon's health as JSON")
+    cli_export.add_parser(commands)
     return parser
 
 
@@ -293,4 +294,6 @@ def _main(argv: Optional[list]) -> int:
             return 1
     if args.command == "stop":
         return cmd_stop(args)
+    if args.command == "export":
+        return cli_export.cmd_export(args)
     return cmd_status(args)
