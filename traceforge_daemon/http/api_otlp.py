@@ -95,9 +95,15 @@ async def traces(request: web.Request) -> web.Response:
         return _answer(413, answers.status(answers.INVALID_ARGUMENT, (
             f"the request is over {limit} bytes decompressed; send smaller batches"), json),
             json)
-    except (zlib.error, ValueError, EOFError, web.HTTPException) as exc:
-        return _answer(400, answers.status(answers.INVALID_ARGUMENT,
-                                           f"the body could not be read: {exc}", json), json)
+    except (web.RequestPayloadError, zlib.error, ValueError, EOFError) as exc:
+        # The rest of the body cannot be read either: end it here (aiohttp would try to
+        # read it out after the answer) and close the connection once answered.
+        request.content.feed_eof()
+        answer = _answer(400, answers.status(answers.INVALID_ARGUMENT, (
+            "the body could not be read (is its Content-Encoding right?): "
+            f"{type(exc).__name__}"), json), json)
+        answer.force_close()
+        return answer
     message = trace_service_pb2.ExportTraceServiceRequest()
     try:
         if json:

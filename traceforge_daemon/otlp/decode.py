@@ -64,17 +64,16 @@ class _Trace:
 
 
 def decode_request(request: trace_service_pb2.ExportTraceServiceRequest) -> Decoded:
-    batches: list[tuple[int, str, list]] = []
+    by_process: dict[tuple[int, str], list] = {}
     traces: dict[str, _Trace] = {}
     accepted = rejected = 0
     problems: list[str] = []
+    runs: list = []
     for resource_spans in request.resource_spans:
         resource = attributes_dict(resource_spans.resource.attributes)
         service = resource.get(names.SERVICE_NAME)
-        pid = resource.get(names.PROCESS_PID)
-        host = resource.get(names.HOST_NAME)
+        process = (_pid(resource.get(names.PROCESS_PID)), _host(resource.get(names.HOST_NAME)))
         run_metadata = _encode({names.RESOURCE_KEY: resource}).decode()
-        events: list = []
         for scope_spans in resource_spans.scope_spans:
             scope = {"name": scope_spans.scope.name, "version": scope_spans.scope.version}
             for span in scope_spans.spans:
@@ -85,17 +84,28 @@ def decode_request(request: trace_service_pb2.ExportTraceServiceRequest) -> Deco
                         problems.append(problem)
                     continue
                 accepted += 1
-                start, end, run_name = _step(span, scope, service)
-                events += (start, end)
+                start, end, consumed = _step(span, scope, service)
+                # A span TraceForge exported names the process that made it.
+                where = (_pid(consumed.get(names.TF_PID)) or process[0],
+                         _host(consumed.get(names.TF_HOST)) or process[1])
+                by_process.setdefault(where, []).extend((start, end))
                 trace = traces.get(end.run_id)
                 if trace is None:
                     trace = traces[end.run_id] = _Trace(run_metadata)
-                _note(trace, end, span, run_name)
-        batches.append((pid if isinstance(pid, int) and 0 <= pid < 2**31 else 0,
-                        host if isinstance(host, str) else "", events))
-    if batches:
-        batches[0][2][:0] = _run_events(traces)  # runs first: a RunStart before its steps
+                _note(trace, end, span, _text(consumed.get(names.TF_RUN_NAME)))
+    runs = _run_events(traces)
+    batches = [(pid, host, events) for (pid, host), events in by_process.items()]
+    if runs:
+        batches.insert(0, (0, "", runs))  # runs first: a run's row before its steps
     return Decoded(batches, accepted, rejected, problems)
+
+
+def _pid(value: Any) -> int:
+    return value if isinstance(value, int) and 0 < value < 2**31 else 0
+
+
+def _host(value: Any) -> str:
+    return value[:255] if isinstance(value, str) else ""
 
 
 def _invalid(span: trace_pb2.Span) -> Optional[str]:
@@ -113,7 +123,7 @@ def _note(trace: _Trace, end: wire.StepEnd, span: trace_pb2.Span,
     if trace.first is None or end.start_ns < trace.first.start_ns:
         trace.first = end
     if run_name and trace.run_name is None:
-        trace.run_name = run_name
+        trace.run_name = run_name[:wire.MAX_NAME_CHARS]
     is_root = end.parent_step_id is None or span.flags & REMOTE_PARENT == REMOTE_PARENT
     if is_root:
         if trace.root is None or end.start_ns < trace.root.start_ns:
@@ -141,7 +151,8 @@ def _run_events(traces: dict[str, _Trace]) -> list:
 
 
 def _step(span: trace_pb2.Span, scope: dict, service: Any,
-          ) -> tuple[wire.StepStart, wire.StepEnd, Optional[str]]:
+          ) -> tuple[wire.StepStart, wire.StepEnd, dict]:
+    """The span's two events, and the attributes they consumed."""
     attrs = attributes_dict(span.attributes)
     consumed = {key: attrs.pop(key) for key in names.CONSUMED if key in attrs}
     run_id, step_id = span.trace_id.hex(), span.span_id.hex()
@@ -211,8 +222,7 @@ def _step(span: trace_pb2.Span, scope: dict, service: Any,
         error_type=error_type, error_message=error_message, traceback=traceback,
         metadata_json=_encode(metadata).decode(),
     )
-    run_name = _text(consumed.get(names.TF_RUN_NAME))
-    return start, end, run_name[:wire.MAX_NAME_CHARS] if run_name else None
+    return start, end, consumed
 
 
 def _cost(consumed: dict, model: Optional[str], tokens_input: int, tokens_output: int,
