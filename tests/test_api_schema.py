@@ -10,7 +10,9 @@ import sqlite3
 from api_support import call, get
 from prototype_schema import PROTOTYPE_SCHEMA
 from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
-from traceforge_daemon.storage import schema
+from traceforge_daemon.storage import schema, writer
+from traceforge_daemon.storage.daemon_events import CursorWrite, EndLog
+from traceforge_protocol import wire
 
 V2_INDEXES = {"idx_runs_replay_of_run", "idx_runs_replay_of_step", "idx_steps_errors_by_run",
               "idx_steps_errors_by_name", "idx_runs_name", "idx_runs_status"}
@@ -87,17 +89,29 @@ def test_a_prototype_database_with_uuid_ids_is_served_by_the_api(daemon_factory)
     assert daemon.stop() == 0
 
 
-def test_version_3_logs_each_step_once_when_it_ends_and_only_while_a_cursor_exists(tmp_path):
-    conn = _version_1(tmp_path / "v1.db")
-    assert schema.migrate(conn) == 1
-    insert = ("INSERT INTO steps (step_id, run_id, step_name, started_at, status) "
-              "VALUES (?, 'r', 'x', 1, ?)")
-    conn.execute(insert, ("before", "ok"))  # no cursor yet: not logged
-    conn.execute("INSERT INTO forward_cursors VALUES ('http://c/v1/traces', 0, 0, 0, 0, 0)")
-    conn.execute(insert, ("ended", "ok"))  # inserted ended (its end came first)
-    conn.execute(insert, ("running", "running"))
-    conn.execute("UPDATE steps SET status = 'error' WHERE step_id = 'running'")
-    conn.execute("UPDATE steps SET status = 'ok' WHERE step_id = 'ended'")  # a resent end
+def test_version_3_logs_each_step_once_when_its_end_commits_and_only_while_a_cursor_exists(
+        tmp_path):
+    conn = writer.open_writer_connection(str(tmp_path / "v3.db"))
+    end_log = EndLog(conn)
+    run = "ab" * 16
+
+    def commit(*events):
+        conn.execute("BEGIN IMMEDIATE")
+        writer.apply(conn, [writer.WriteBatch(None, 1, list(events), 1, "h")], end_log)
+        conn.execute("COMMIT")
+
+    def end(step):
+        return wire.StepEnd(run_id=run, step_id=step, name="x", start_ns=1, end_ns=2)
+
+    commit(end("0" * 16))  # no cursor yet: not logged
+    commit(CursorWrite("http://c/v1/traces", create=True))
+    commit(wire.StepStart(run_id=run, step_id="1" * 16, name="x", start_ns=1))
+    commit(end("2" * 16), end("1" * 16))  # one ends first, the other after its start
+    commit(end("2" * 16))  # a resent end: already logged
     logged = conn.execute("SELECT seq, step_id FROM step_commits ORDER BY seq").fetchall()
-    assert logged == [(1, "ended"), (2, "running")]
+    assert logged == [(1, "2" * 16), (2, "1" * 16)]
+    commit(CursorWrite("http://c/v1/traces", 2, 2, 2))  # delivered: the log is pruned
+    assert conn.execute("SELECT seq FROM step_commits").fetchall() == [(2,)]  # newest kept
+    commit(end("3" * 16))
+    assert conn.execute("SELECT MAX(seq) FROM step_commits").fetchone() == (3,)
     conn.close()

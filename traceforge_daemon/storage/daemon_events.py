@@ -6,7 +6,7 @@ They travel to the single writer like a client's events (``Store.submit`` of a
 submitter is told once they are durable. None of them is ever on the wire.
 
 - ``CursorWrite``: how far a forwarder has delivered the log of ended steps
-  (``step_commits``, schema version 3) to an OTLP endpoint;
+  (``step_commits``, schema version 3, kept by ``EndLog``) to an OTLP endpoint;
 - ``RunNamed``: the root span of an OpenTelemetry trace has arrived, and names the run
   its earlier spans made provisionally.
 """
@@ -14,6 +14,7 @@ submitter is told once they are durable. None of them is ever on the wire.
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import msgspec
 
@@ -40,10 +41,9 @@ class RunNamed(msgspec.Struct, gc=False):
     start_ns: int
 
 
-LOG_END_SQL = """
-SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'step_commits'), 0)
-"""
-"""The seq of the last ended step ever logged (AUTOINCREMENT never reuses one)."""
+LOG_END_SQL = "SELECT COALESCE(MAX(seq), 0) FROM step_commits"
+"""The seq of the last ended step ever logged. Pruning never deletes the newest row, so
+a seq is never given twice."""
 
 CREATE_CURSOR = f"""
 INSERT INTO forward_cursors (endpoint, sent_seq, sending_seq, created_at, updated_at)
@@ -58,7 +58,7 @@ WHERE endpoint = ?1
 """
 
 PRUNE_LOG = """
-DELETE FROM step_commits WHERE seq <= (SELECT MIN(sent_seq) FROM forward_cursors)
+DELETE FROM step_commits WHERE seq < (SELECT MIN(sent_seq) FROM forward_cursors)
 """
 
 NAME_RUN = """
@@ -66,15 +66,41 @@ UPDATE runs SET run_name = ?2, started_at = MIN(started_at, ?3) WHERE run_id = ?
 """
 
 
+LOG_ENDS = """
+INSERT INTO step_commits (step_id, committed_at)
+SELECT ids.value, ?2 FROM json_each(?1) AS ids
+WHERE NOT EXISTS (SELECT 1 FROM steps WHERE step_id = ids.value AND status != 'running')
+"""
+"""Log the steps of a transaction's ends, in order, except those already ended: a resent
+end is not forwarded twice. Run before the ends are written. One statement over a JSON
+array rather than executemany: the loop stays in SQLite."""
+
+_encode = msgspec.json.Encoder().encode
+
+
+class EndLog:
+    """Whether the writer logs ended steps: while any forwarder cursor exists."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        (self.on,) = conn.execute("SELECT EXISTS (SELECT 1 FROM forward_cursors)").fetchone()
+
+    def log(self, conn: sqlite3.Connection, step_ids: list[str]) -> None:
+        if self.on and step_ids:
+            conn.execute(LOG_ENDS, (_encode(step_ids), time.time()))
+
+
 def apply(conn: sqlite3.Connection, cursors: list[CursorWrite], names: list[RunNamed],
-          now: float) -> None:
-    """Write these inside the writer's transaction, after the protocol's events."""
+          now: float, end_log: "EndLog | None" = None) -> None:
+    """Write these inside the writer's transaction, after the protocol's events. A new
+    cursor turns ``end_log`` on from the next transaction."""
     if names:
         conn.executemany(NAME_RUN, [(n.run_id, n.name, n.start_ns / 1e9) for n in names])
     if cursors:
         for cursor in cursors:
             if cursor.create:
                 conn.execute(CREATE_CURSOR, (cursor.endpoint, now))
+                if end_log is not None:
+                    end_log.on = True
             else:
                 conn.execute(UPDATE_CURSOR, (cursor.endpoint, cursor.sent_seq,
                                              cursor.sending_seq, cursor.spans, now))

@@ -168,6 +168,7 @@ class Writer:
         self.path = path
         self.conn = open_writer_connection(path)
         self.conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
+        self.end_log = daemon_events.EndLog(self.conn)
         self.checkpointer = checkpointer
         self.queue: "queue.Queue[object]" = queue.Queue()
         self.on_committed = on_committed
@@ -217,7 +218,7 @@ class Writer:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                committed = apply(self.conn, items)
+                committed = apply(self.conn, items, self.end_log)
                 self.conn.execute("COMMIT")
                 self.checkpointer.nudge()
             except BaseException:
@@ -238,8 +239,10 @@ class Writer:
         self.on_committed(items)
 
 
-def apply(conn: sqlite3.Connection, items: list) -> int:
-    """Write ``items`` inside the caller's transaction; return the events applied."""
+def apply(conn: sqlite3.Connection, items: list,
+          end_log: Optional[daemon_events.EndLog] = None) -> int:
+    """Write ``items`` inside the caller's transaction; return the events applied. With
+    ``end_log`` on, the steps ending here are logged for forwarding first."""
     run_starts, run_ends, failed_steps, drops = [], [], [], []
     cursors: list[daemon_events.CursorWrite] = []
     names: list[daemon_events.RunNamed] = []
@@ -280,6 +283,8 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
         if start_rows:
             conn.executemany(INSERT_STEP_START, start_rows)
     if ends:
+        if end_log is not None:
+            end_log.log(conn, list(ends))
         end_rows = []
         for step_id, (event, pid, host) in ends.items():
             start = starts.get(step_id)
@@ -293,5 +298,5 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
     if drops:
         conn.executemany(INSERT_DROPS, drops)
     if cursors or names:
-        daemon_events.apply(conn, cursors, names, now)
+        daemon_events.apply(conn, cursors, names, now, end_log)
     return applied
