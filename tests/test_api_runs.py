@@ -109,8 +109,9 @@ def test_unknown_run_is_404_and_malformed_id_is_400(demo):
     assert status == 400 and "run_id" in body["error"]
 
 
-def test_export_is_one_seed_style_span_per_step_with_llm_and_gen_ai_attributes(demo):
-    status, text, headers = call(demo.url, "GET", f"/api/runs/{demo.ids['a']}/export")
+def test_the_flat_export_is_one_span_per_step_with_llm_and_gen_ai_attributes(demo):
+    status, text, headers = call(demo.url, "GET", f"/api/runs/{demo.ids['a']}/export",
+                                 {"format": "flat"})
     assert status == 200
     assert headers["Content-Type"].startswith("application/x-ndjson")
     assert "attachment" in headers["Content-Disposition"]
@@ -141,13 +142,14 @@ def test_export_is_one_seed_style_span_per_step_with_llm_and_gen_ai_attributes(d
     assert "doubleValue" in attributes["traceforge.latency_ms"]
 
 
-def test_export_marks_errors_and_unpriced_steps(demo):
-    _, text, _ = call(demo.url, "GET", f"/api/runs/{demo.ids['errors']}/export")
+def test_the_flat_export_marks_errors_and_unpriced_steps(demo):
+    flat = {"format": "flat"}
+    _, text, _ = call(demo.url, "GET", f"/api/runs/{demo.ids['errors']}/export", flat)
     failed = next(json.loads(line) for line in text.splitlines()
                   if json.loads(line)["operationName"] == "call_api")
     assert failed["status"]["code"] == "STATUS_CODE_ERROR"
     assert "upstream timed out" in failed["status"]["message"]
-    _, text, _ = call(demo.url, "GET", f"/api/runs/{demo.ids['unpriced']}/export")
+    _, text, _ = call(demo.url, "GET", f"/api/runs/{demo.ids['unpriced']}/export", flat)
     attributes = {a["key"]: a["value"] for a in json.loads(text)["attributes"]}
     assert attributes["traceforge.cost.unpriced"] == {"boolValue": True}
     assert "llm.cost_usd" not in attributes and "gen_ai.usage.cost" not in attributes
@@ -155,8 +157,9 @@ def test_export_marks_errors_and_unpriced_steps(demo):
     assert attributes["llm.tokens.input"] == {"intValue": "2000"}
     assert attributes["gen_ai.usage.input_tokens"] == {"intValue": "2300"}
     assert attributes["gen_ai.usage.cache_read.input_tokens"] == {"intValue": "300"}
-    status, body, _ = call(demo.url, "GET", "/api/runs/" + "a" * 32 + "/export")
-    assert status == 404 and body["status"] == 404
+    for params in (flat, None):
+        status, body, _ = call(demo.url, "GET", "/api/runs/" + "a" * 32 + "/export", params)
+        assert status == 404 and body["status"] == 404
 
 
 FIFTY_THOUSAND = r'''

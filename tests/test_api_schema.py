@@ -1,5 +1,6 @@
-"""Schema version 2: a version-1 database migrates in place, and a replayed run's link
-to its original comes out of its metadata without ever failing the writer."""
+"""Schema versions 2 and 3: a version-1 database migrates in place, a replayed run's link
+to its original comes out of its metadata without ever failing the writer, and ended
+steps are logged in commit order only while a forwarder's cursor exists."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sqlite3
 from api_support import call, get
 from prototype_schema import PROTOTYPE_SCHEMA
 from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
-from traceforge_daemon.storage import schema
+from traceforge_daemon.storage import schema, writer
+from traceforge_daemon.storage.daemon_events import CursorWrite, EndLog
+from traceforge_protocol import wire
 
 V2_INDEXES = {"idx_runs_replay_of_run", "idx_runs_replay_of_step", "idx_steps_errors_by_run",
               "idx_steps_errors_by_name", "idx_runs_name", "idx_runs_status"}
@@ -34,7 +37,7 @@ def test_a_version_1_database_migrates_to_2_and_derives_replay_links(tmp_path):
                  "('r1', 'replay: x', 1, ?), ('r2', 'plain', 2, '{}'), ('r3', 'bad', 3, '{oops')",
                  (json.dumps(link),))
     assert schema.migrate(conn) == 1
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
     assert V2_INDEXES <= _indexes(conn)
     rows = conn.execute("SELECT run_id, replay_of_run_id, replay_of_step_id FROM runs "
                         "ORDER BY run_id").fetchall()
@@ -44,14 +47,14 @@ def test_a_version_1_database_migrates_to_2_and_derives_replay_links(tmp_path):
                  "VALUES ('r4', 'bad', 4, 'not json')")
     assert conn.execute("SELECT replay_of_run_id FROM runs WHERE run_id = 'r4'").fetchone() \
         == (None,)
-    assert schema.migrate(conn) == 2  # already current: nothing to do
+    assert schema.migrate(conn) == schema.SCHEMA_VERSION  # already current: nothing to do
     conn.close()
 
 
-def test_a_new_database_is_created_at_version_2(tmp_path):
+def test_a_new_database_is_created_at_the_current_version(tmp_path):
     conn = sqlite3.connect(tmp_path / "new.db", isolation_level=None)
     assert schema.migrate(conn) == 0
-    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,) == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,) == (3,)
     assert V2_INDEXES <= _indexes(conn)
     conn.close()
 
@@ -75,8 +78,40 @@ def test_a_prototype_database_with_uuid_ids_is_served_by_the_api(daemon_factory)
     assert detail["run"]["run_name"] == "seed run" and detail["roots"] == [SEED_STEP]
     assert detail["steps"][0]["input_data"] == {"q": 1}
     assert get(daemon.http_url, f"/api/steps/{SEED_STEP}/inputs")["original_output"] == "ok"
-    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{SEED_RUN}/export")
+    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{SEED_RUN}/export", {"format": "flat"})
     span = json.loads(text)
     assert span["traceId"] == SEED_RUN.replace("-", "")
     assert span["spanId"] == SEED_STEP.replace("-", "")[-16:]
+    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{SEED_RUN}/export")
+    [span] = json.loads(text)["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert span["traceId"] == SEED_RUN.replace("-", "")
+    assert span["spanId"] == SEED_STEP.replace("-", "")[-16:]
     assert daemon.stop() == 0
+
+
+def test_version_3_logs_each_step_once_when_its_end_commits_and_only_while_a_cursor_exists(
+        tmp_path):
+    conn = writer.open_writer_connection(str(tmp_path / "v3.db"))
+    end_log = EndLog(conn)
+    run = "ab" * 16
+
+    def commit(*events):
+        conn.execute("BEGIN IMMEDIATE")
+        writer.apply(conn, [writer.WriteBatch(None, 1, list(events), 1, "h")], end_log)
+        conn.execute("COMMIT")
+
+    def end(step):
+        return wire.StepEnd(run_id=run, step_id=step, name="x", start_ns=1, end_ns=2)
+
+    commit(end("0" * 16))  # no cursor yet: not logged
+    commit(CursorWrite("http://c/v1/traces", create=True))
+    commit(wire.StepStart(run_id=run, step_id="1" * 16, name="x", start_ns=1))
+    commit(end("2" * 16), end("1" * 16))  # one ends first, the other after its start
+    commit(end("2" * 16))  # a resent end: already logged
+    logged = conn.execute("SELECT seq, step_id FROM step_commits ORDER BY seq").fetchall()
+    assert logged == [(1, "2" * 16), (2, "1" * 16)]
+    commit(CursorWrite("http://c/v1/traces", 2, 2, 2))  # delivered: the log is pruned
+    assert conn.execute("SELECT seq FROM step_commits").fetchall() == [(2,)]  # newest kept
+    commit(end("3" * 16))
+    assert conn.execute("SELECT MAX(seq) FROM step_commits").fetchone() == (3,)
+    conn.close()

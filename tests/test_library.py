@@ -8,8 +8,9 @@ import socket
 
 import pytest
 
+from otlp_support import parse_line, spans_of
 from traceforge_client import get_storage
-from traceforge_client.export import export_run_jsonl
+from traceforge_client.export import export_jsonl, export_run_jsonl
 from traceforge_client.replay import get_step_inputs
 from traceforge_client.storage import DaemonUnavailable, NotFound, Storage, default_url
 from traceforge_protocol.home import DaemonState, Home
@@ -75,14 +76,31 @@ def test_the_url_comes_from_env_then_the_state_file_then_the_default(tmp_path, m
     assert get_storage().url == "http://127.0.0.2:1234"
 
 
-def test_export_run_jsonl_matches_the_daemons_export(demo, storage, tmp_path):
+def test_export_run_jsonl_is_the_daemons_otlp_export_or_the_flat_one(demo, storage, tmp_path):
     target = tmp_path / "run.jsonl"
     text = export_run_jsonl(storage, demo.ids["a"], path=target)
-    spans = [json.loads(line) for line in text.splitlines()]
-    assert len(spans) == 8 and {s["traceId"] for s in spans} == {demo.ids["a"]}
     assert target.read_text() == text
+    spans = [span for line in text.splitlines() for span in spans_of(parse_line(line))]
+    assert len(spans) == 8 and {s.trace_id.hex() for s in spans} == {demo.ids["a"]}
+    flat = [json.loads(line) for line in export_run_jsonl(
+        storage, demo.ids["a"], format="flat").splitlines()]
+    assert len(flat) == 8 and {s["traceId"] for s in flat} == {demo.ids["a"]}
     with pytest.raises(NotFound):
         export_run_jsonl(storage, "9" * 32)
+
+
+def test_export_jsonl_takes_a_time_range_and_a_name(demo, storage, tmp_path):
+    everything = export_jsonl(storage)
+    traces = {span.trace_id.hex() for line in everything.splitlines()
+              for span in spans_of(parse_line(line))}
+    assert {demo.ids[key] for key in ("a", "b", "errors", "unpriced")} <= traces
+    run_b = storage.get_run(demo.ids["b"])["run"]
+    target = tmp_path / "range.jsonl"
+    text = export_jsonl(storage, target, start_time=run_b["started_at"],
+                        name_contains="research")
+    assert target.read_text() == text
+    assert {span.trace_id.hex() for line in text.splitlines()
+            for span in spans_of(parse_line(line))} == {demo.ids["b"]}
 
 
 REPLAY = r'''

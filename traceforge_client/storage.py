@@ -132,8 +132,16 @@ class Storage:
     def compare(self, run_id_a: str, run_id_b: str) -> dict:
         return self._get("/api/compare", run_id_a=run_id_a, run_id_b=run_id_b)
 
-    def export_run_jsonl(self, run_id: str) -> str:
-        return self._request("GET", f"/api/runs/{_segment(run_id)}/export", raw=True)
+    def export_run_jsonl(self, run_id: str, format: str = "otlp") -> str:
+        """One run as JSON Lines: OTLP/JSON (``otlp``) or the flat format (``flat``)."""
+        return self._request("GET", f"/api/runs/{_segment(run_id)}/export",
+                             params={"format": format}, raw=True)
+
+    def export_jsonl(self, format: str = "otlp", **filters: Any) -> str:
+        """The runs matching ``filters`` (``name``, ``q``, ``status``, ``start_time``,
+        ``end_time``; none: every run) as JSON Lines, like ``export_run_jsonl``."""
+        return self._request("GET", "/api/export", params={"format": format, **filters},
+                             raw=True)
 
     def stats(self, **filters: Any) -> dict:
         return self._get("/api/stats", **filters)

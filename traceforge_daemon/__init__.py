@@ -6,12 +6,16 @@ The tree follows the data (see ``daemon.py`` for the start and stop order):
 - ``ingest/``: the socket listeners and one connection per client process;
 - ``storage/``: the Store, the one owner of the database: schema, the single writer,
   the checkpointer, the reader processes and every query;
-- ``http/``: the aiohttp application: API, live events, OpenAPI docs, dashboard files;
-- ``daemon.py`` (lifecycle), ``cli.py`` (the ``traceforge-daemon`` command) and
-  ``settings.py`` (the settings table) on top.
+- ``http/``: the aiohttp application: API, live events, OpenAPI docs, dashboard files,
+  and OTLP ingest (``POST /v1/traces``);
+- ``otlp/``: OpenTelemetry interop: steps as OTLP spans and back (export, ingest), and
+  the forwarder to an OTLP endpoint;
+- ``daemon.py`` (lifecycle), ``cli.py`` and ``cli_export.py`` (the ``traceforge-daemon``
+  command) and ``settings.py`` (the settings table) on top.
 
-Imports point one way: ``http -> storage <- ingest``, the lifecycle above all three, and
-everything on ``traceforge_protocol``. Nothing here imports ``traceforge_client``: the
+Imports point one way: ``http -> otlp -> storage <- ingest`` (``http`` also reads
+``storage`` directly), the lifecycle above them all, and everything on
+``traceforge_protocol``. Nothing here imports ``traceforge_client``: the
 daemon and its reader processes never load the tracer or its process hooks.
 """
 

@@ -1,4 +1,4 @@
-"""traceforge-daemon start | stop | status"""
+"""traceforge-daemon start | stop | status | export (``cli_export.py``)"""
 
 from __future__ import annotations
 
@@ -23,7 +23,11 @@ from traceforge_protocol.version import __version__
 
 from .daemon import Daemon, StartupError
 from .http.ui import DashboardMissing
-from .settings import DEFAULT_HTTP, SETTINGS, Settings, resolve_token, split_host_port
+from . import cli_export, otlp
+from .settings import (
+    DEFAULT_HTTP, OTLP_PROTOCOLS, SETTINGS, Settings, otlp_header, otlp_url, resolve_token,
+    split_host_port,
+)
 from .storage import schema
 
 logger = logging.getLogger("traceforge.daemon")
@@ -56,10 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
                        ("max_pending_events", int)):
         start.add_argument("--" + name.replace("_", "-"), type=kind, default=defaults[name],
                            help=helps[name])
+    start.add_argument("--otlp-endpoint", metavar="URL", help=helps["otlp_endpoint"])
+    start.add_argument("--otlp-header", metavar="NAME=VALUE", action="append", default=[],
+                       help=helps["otlp_header"])
+    start.add_argument("--otlp-protocol", default=defaults["otlp_protocol"],
+                       help=helps["otlp_protocol"])
+    start.add_argument("--otlp-batch-spans", type=int, default=defaults["otlp_batch_spans"],
+                       help=helps["otlp_batch_spans"])
     start.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
     commands.add_parser("stop", help="stop the running daemon gracefully")
     commands.add_parser("status", help="print the running daemon's health as JSON")
+    cli_export.add_parser(commands)
     return parser
 
 
@@ -72,6 +84,17 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise StartupError(f"{exc} (for example 127.0.0.1:8742)") from None
     if not 64 * 1024 <= args.max_frame_bytes <= 64 * 1024 * 1024:
         raise StartupError("--max-frame-bytes must be between 65536 and 67108864")
+    try:
+        endpoint = otlp_url(args.otlp_endpoint) if args.otlp_endpoint else None
+        headers = tuple(otlp_header(text) for text in args.otlp_header)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    if args.otlp_protocol not in OTLP_PROTOCOLS:
+        raise StartupError(f"--otlp-protocol must be one of {', '.join(OTLP_PROTOCOLS)}")
+    if not 1 <= args.otlp_batch_spans <= 100_000:
+        raise StartupError("--otlp-batch-spans must be between 1 and 100000")
+    if endpoint and not otlp.available():
+        raise StartupError(f"--otlp-endpoint: {otlp.MISSING}")
     settings = Settings(
         home=home.path,
         db=(args.db or home.database).expanduser().absolute(),
@@ -83,6 +106,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         body_timeout=args.body_timeout,
         max_frame_bytes=args.max_frame_bytes,
         max_pending_events=args.max_pending_events,
+        otlp_endpoint=endpoint,
+        otlp_headers=headers,
+        otlp_protocol=args.otlp_protocol,
+        otlp_batch_spans=args.otlp_batch_spans,
     )
     if settings.needs_token:
         home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -125,6 +152,9 @@ async def _serve(settings: Settings) -> None:
     if daemon.http_url:
         lines.append(f"  http:      {daemon.http_url}")
         lines.append(f"  dashboard: {daemon.http_url}/")
+        lines.append(f"  otlp in:   {daemon.http_url}/v1/traces")
+    if settings.otlp_endpoint:
+        lines.append(f"  otlp out:  {settings.otlp_endpoint} ({settings.otlp_protocol})")
     if settings.needs_token:
         lines.append(f"  token:     required beyond loopback; see "
                      f"{settings.home_layout.token_file} or TRACEFORGE_TOKEN")
@@ -264,4 +294,6 @@ def _main(argv: Optional[list]) -> int:
             return 1
     if args.command == "stop":
         return cmd_stop(args)
+    if args.command == "export":
+        return cli_export.cmd_export(args)
     return cmd_status(args)

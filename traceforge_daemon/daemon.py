@@ -1,16 +1,20 @@
 """The daemon's lifecycle: what starts in which order, and how it stops.
 
-One process, one event loop, three parts (each a subpackage):
+One process, one event loop, three parts and an optional fourth (each a subpackage):
 
 - ``storage``: the Store, the only owner of the database (writer, checkpointer, readers);
 - ``ingest``: the socket listeners, which submit batches to the Store;
-- ``http``: the API, live events and dashboard, which read through the Store.
+- ``http``: the API, live events and dashboard, which read through the Store, and
+  OTLP ingest (``POST /v1/traces``), which submits to it;
+- ``otlp``, when ``--otlp-endpoint`` is set: the forwarder, which reads ended steps
+  through the Store and sends them to an OpenTelemetry collector.
 
 Start-up: take the locks (one daemon per database and per socket), open the Store
-(migrating the database), listen for clients, serve HTTP, then write ``daemon.json`` so
-clients and tools can find us. Shutdown runs the other way round: stop accepting and
-reading, let the Store commit and ack everything received, say goodbye to the clients,
-stop serving HTTP, close the Store's readers, release the locks.
+(migrating the database), listen for clients, start forwarding, serve HTTP, then
+write ``daemon.json`` so clients and tools can find us. Shutdown runs the other way
+round: stop forwarding (its cursor stays where its last commit left it), stop
+accepting and reading, let the Store commit and ack everything received, say goodbye
+to the clients, stop serving HTTP, close the Store's readers, release the locks.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from aiohttp import web
 from traceforge_protocol.home import DaemonState, unix_address
 from traceforge_protocol.version import __version__
 
+from . import otlp
 from .http.app import create_app
 from .ingest.server import IngestServer, ListenError
 from .settings import Settings
@@ -71,6 +76,16 @@ class Daemon:
         self.started_at = 0.0
         self.store = Store(settings.db, settings.max_pending_events)
         self.ingest = IngestServer(settings, self.store)
+        self.forwarder = None
+        if settings.otlp_endpoint:
+            if not otlp.available():
+                raise StartupError(f"--otlp-endpoint: {otlp.MISSING}")
+            from .otlp.forwarder import Forwarder
+            self.forwarder = Forwarder(
+                self.store, settings.otlp_endpoint, settings.otlp_headers,
+                json=settings.otlp_protocol == "http/json",
+                batch_spans=settings.otlp_batch_spans,
+            )
         self.http_runner: Optional[web.AppRunner] = None
         self.http_url: Optional[str] = None
         self.locks: list[_Lock] = []
@@ -92,6 +107,8 @@ class Daemon:
             await self.ingest.start()
         except ListenError as exc:
             raise StartupError(str(exc)) from None
+        if self.forwarder is not None:
+            await self.forwarder.start()
         if settings.http:
             self.http_runner = web.AppRunner(
                 create_app(settings, self.store, self.health), access_log=None
@@ -111,6 +128,8 @@ class Daemon:
 
     async def stop(self) -> None:
         """Graceful stop: stop accepting and reading, commit and ack, then close."""
+        if self.forwarder is not None:
+            await self.forwarder.stop()
         self.ingest.stop_reading()
         await self.store.finish_writes()
         self.ingest.close()
@@ -133,6 +152,7 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 3),
             **self.ingest.health(),
             **self.store.health(),
+            "forwarder": self.forwarder.health() if self.forwarder is not None else None,
             "socket": str(self.settings.socket),
             "tcp": self.tcp_address,
             "http": self.http_url,

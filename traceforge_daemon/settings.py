@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -34,7 +35,16 @@ SETTINGS = (
     Setting("body_timeout", 30.0, "seconds a frame body may take to arrive once its length is read"),
     Setting("max_frame_bytes", wire.MAX_FRAME_BYTES, "largest frame accepted"),
     Setting("max_pending_events", 200_000, "events waiting for the writer before reading pauses"),
+    Setting("otlp_endpoint", None, "forward every ended step to this OTLP/HTTP endpoint, e.g. "
+            "http://collector:4318 (/v1/traces is added to a URL without a path); off unless "
+            "given; needs pip install 'traceforge[otlp]'"),
+    Setting("otlp_header", (), "a header for the OTLP endpoint, NAME=VALUE (repeatable), e.g. "
+            "'Authorization=Bearer abc'"),
+    Setting("otlp_protocol", "http/protobuf", "what to forward as: http/protobuf or http/json"),
+    Setting("otlp_batch_spans", 512, "most spans per forwarded request"),
 )
+
+OTLP_PROTOCOLS = ("http/protobuf", "http/json")
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -67,6 +77,10 @@ class Settings:
     body_timeout: float = 30.0
     max_frame_bytes: int = wire.MAX_FRAME_BYTES
     max_pending_events: int = 200_000
+    otlp_endpoint: Optional[str] = None
+    otlp_headers: tuple[tuple[str, str], ...] = ()
+    otlp_protocol: str = "http/protobuf"
+    otlp_batch_spans: int = 512
 
     @property
     def home_layout(self) -> Home:
@@ -76,6 +90,29 @@ class Settings:
     def needs_token(self) -> bool:
         exposed = [a for a in (self.tcp, self.http) if a is not None]
         return any(not is_loopback(host) for host, _ in exposed)
+
+
+def otlp_url(text: str) -> str:
+    """An OTLP/HTTP traces URL from what --otlp-endpoint was given: a base URL (no path)
+    gets /v1/traces, as OTEL_EXPORTER_OTLP_ENDPOINT does; ValueError says what is wrong."""
+    parsed = urllib.parse.urlsplit(text.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"--otlp-endpoint must be an http:// or https:// URL, got {text!r}")
+    if parsed.path in ("", "/"):
+        parsed = parsed._replace(path="/v1/traces")
+    return urllib.parse.urlunsplit(parsed)
+
+
+def otlp_header(text: str) -> tuple[str, str]:
+    """NAME=VALUE (NAME: VALUE also reads) as a header pair; ValueError if it is not one."""
+    name, sep, value = text.partition("=")
+    if not sep or ":" in name:
+        name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c in name for c in " \t\r\n") or any(
+            c in value for c in "\r\n"):
+        raise ValueError(f"--otlp-header must be NAME=VALUE, got {text!r}")
+    return name, value.strip()
 
 
 def resolve_token(home: Home, given: Optional[str]) -> str:

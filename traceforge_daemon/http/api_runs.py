@@ -1,16 +1,24 @@
-"""HTTP handlers for runs: the list, one run as a tree, its JSONL export, and compare."""
+"""HTTP handlers for runs: the list, one run as a tree, exports (one run, or the runs a
+filter matches), and compare."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Awaitable, Callable, Optional
+
 from aiohttp import web
 
+from .. import otlp
 from ..storage import jobs
 from ..storage.compare import UnknownRun
 from .errors import ApiError
 from .operations import ApiRoutes, Stream
-from .reads import json_bytes, read_found, read_json
+from .reads import json_bytes, read, read_found, read_json
 from .responses import Compare, RunDetail, RunList
-from .schemas import CompareParams, RunDetailParams, RunListParams, RunParams
+from .schemas import CompareParams, ExportParams, RunDetailParams, RunExportParams, RunListParams
+
+JSON_LINES = Stream("application/x-ndjson", "JSON Lines: OTLP/JSON TracesData (format=otlp) "
+                    "or TraceForge's flat spans (format=flat), one per line")
 
 routes = ApiRoutes("runs")
 
@@ -34,25 +42,70 @@ async def get_run(request: web.Request, params: RunDetailParams) -> web.Response
     )
 
 
-@routes.get("/api/runs/{run_id}/export", summary="Export a run as JSONL spans",
-            params=RunParams, answer=Stream("application/x-ndjson", "JSON Lines"),
-            errors=(404, 503))
-async def export_run(request: web.Request, params: RunParams) -> web.StreamResponse:
-    """One OpenTelemetry-style span per line (traceId, spanId, parentSpanId, operationName,
-    startTimeUnixNano, endTimeUnixNano, attributes, status), with llm.* and gen_ai.*
-    attributes."""
-    run_id = params.run_id
-    chunks = await read_found(request, "run", run_id, jobs.export_chunks, run_id)
+def _otlp_jobs():
+    """The OTLP export's jobs, or a 501 naming what to install."""
+    if not otlp.available():
+        raise ApiError(501, otlp.MISSING)
+    from ..otlp import jobs as otlp_jobs
+    return otlp_jobs
+
+
+async def _stream(request: web.Request, filename: str, chunks: list[bytes],
+                  more: Optional[Callable[[], Awaitable[Optional[bytes]]]] = None,
+                  ) -> web.StreamResponse:
+    """Send ``chunks``, then whatever ``more()`` yields until it returns None."""
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson",
-        "Content-Disposition": f'attachment; filename="traceforge-{run_id}.jsonl"',
+        "Content-Disposition": f'attachment; filename="{filename}"',
     })
-    response.content_length = sum(len(chunk) for chunk in chunks)
+    if more is None:
+        response.content_length = sum(len(chunk) for chunk in chunks)
     await response.prepare(request)
     for chunk in chunks:
         await response.write(chunk)
+    while more is not None:
+        chunk = await more()
+        if chunk is None:
+            break
+        await response.write(chunk)
     await response.write_eof()
     return response
+
+
+@routes.get("/api/runs/{run_id}/export", summary="Export a run", params=RunExportParams,
+            answer=JSON_LINES, errors=(404, 501, 503))
+async def export_run(request: web.Request, params: RunExportParams) -> web.StreamResponse:
+    """format=otlp (the default): OTLP/JSON, one TracesData per line, as OpenTelemetry's
+    file exporter writes it (hex ids, nanosecond times as strings, integer enums,
+    service.name in the resource), with GenAI, OpenInference and traceforge.* attributes;
+    running steps are left out. format=flat: TraceForge's older flat span per line
+    (traceId, spanId, parentSpanId, operationName, ...), which is not OTLP."""
+    run_id = params.run_id
+    if params.format == "flat":
+        chunks = await read_found(request, "run", run_id, jobs.export_chunks, run_id)
+        return await _stream(request, f"traceforge-{run_id}.jsonl", chunks)
+    body = await read_found(request, "run", run_id, _otlp_jobs().run_lines, run_id)
+    return await _stream(request, f"traceforge-{run_id}.otlp.jsonl", [body])
+
+
+@routes.get("/api/export", summary="Export the runs a filter matches", params=ExportParams,
+            answer=JSON_LINES, errors=(501, 503))
+async def export_runs(request: web.Request, params: ExportParams) -> web.StreamResponse:
+    """Every run matching the filters (all runs when none is given), newest first, in
+    the format chosen as for one run's export; streamed a page of runs at a time."""
+    page_job = jobs.export_page if params.format == "flat" else _otlp_jobs().export_page
+    run_filter = params.run_filter()
+    body, cursor, _ = await read(request, page_job, run_filter)
+
+    async def more() -> Optional[bytes]:
+        nonlocal cursor
+        if cursor is None:
+            return None
+        chunk, cursor, _ = await read(request, page_job, replace(run_filter, cursor=cursor))
+        return chunk
+
+    suffix = "jsonl" if params.format == "flat" else "otlp.jsonl"
+    return await _stream(request, f"traceforge-export.{suffix}", [body], more)
 
 
 @routes.get("/api/compare", summary="Compare two runs", params=CompareParams, answer=Compare,

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..storage import jobs
 from .api_events import HUB
+from .api_otlp import receiver_health
 from .operations import ApiRoutes
 from .reads import STORE, read_json
 from .responses import Health, Stats
@@ -23,8 +24,10 @@ routes = ApiRoutes("daemon")
 
 @routes.get("/api/health", summary="Daemon health", answer=Health)
 async def health(request: web.Request) -> web.Response:
-    """Version, uptime, connections, events received and committed."""
-    return web.json_response(request.app[HEALTH]())
+    """Version, uptime, connections, events received and committed, spans taken in over
+    OTLP, and the forwarder's state (null unless --otlp-endpoint is set)."""
+    return web.json_response({**request.app[HEALTH](),
+                              "otlp_receiver": receiver_health(request.app)})
 
 
 @routes.get("/api/stats", summary="Statistics per step name", params=StatsParams,

@@ -295,8 +295,40 @@ class DatabaseHealth(Shape):
     checkpoints: int
 
 
+class OtlpReceiverHealth(Shape):
+    """POST /v1/traces since the daemon started."""
+
+    requests: int
+    spans_accepted: int
+    spans_rejected: int
+
+
+class ForwarderHealth(Shape):
+    """Forwarding to an OTLP endpoint (--otlp-endpoint), since the daemon started."""
+
+    endpoint: str
+    protocol: Literal["http/protobuf", "http/json"]
+    state: Annotated[Literal["starting", "idle", "ok", "retrying", "stopped"], Meta(
+        description="idle: nothing to send; retrying: the endpoint is failing (last_error)")]
+    lag_steps: Annotated[int, Meta(description="Ended steps not yet accepted by the endpoint")]
+    lag_seconds: Annotated[float, Meta(
+        description="How long the oldest of them has been waiting")]
+    spans_sent: int
+    batches_sent: int
+    retries: int
+    spans_rejected: Annotated[int, Meta(
+        description="Spans the endpoint refused for good (partial success, 400, 413)")]
+    possible_duplicates: Annotated[int, Meta(
+        description="Spans sent again whose earlier delivery is unknown (a lost answer, "
+                    "or a daemon stopped between an accepted batch and its cursor write)")]
+    last_error: Optional[str]
+    last_error_at: Optional[float]
+    last_success_at: Optional[float]
+
+
 class Health(Shape):
-    """The daemon's health: version, uptime, connections, events received and committed."""
+    """The daemon's health: version, uptime, connections, events received and committed,
+    OTLP ingest and forwarding."""
 
     status: str
     version: str
@@ -315,3 +347,5 @@ class Health(Shape):
     socket: str
     tcp: Optional[str]
     http: Optional[str]
+    forwarder: Optional[ForwarderHealth]
+    otlp_receiver: OtlpReceiverHealth

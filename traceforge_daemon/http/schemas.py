@@ -37,6 +37,7 @@ KEEPALIVE_SECONDS = 15
 MAX_KEEPALIVE_SECONDS = 300
 
 RunStatus = Literal["running", "success", "error"]
+ExportFormat = Literal["otlp", "flat"]
 StepStatus = Literal["running", "ok", "error"]
 
 
@@ -117,6 +118,30 @@ class RunListParams(Params):
             start_time=self.start_time, end_time=self.end_time, replay_of=self.replay_of,
             limit=self.limit, offset=self.offset, cursor=keyset(self.cursor),
         )
+
+
+_FORMAT = ("otlp: OTLP/JSON as OpenTelemetry's file exporter writes it, one TracesData per "
+           "line, ended steps only; flat: TraceForge's own flat span per line (not OTLP)")
+
+
+class RunExportParams(RunParams):
+    format: Annotated[ExportFormat, Meta(description=_FORMAT)] = "otlp"
+
+
+class ExportParams(Params):
+    name: Annotated[Optional[Text], Meta(description="Only runs with exactly this name")] = None
+    q: Annotated[Optional[Text], Meta(description="Only runs whose name contains this text")] = (
+        None)
+    status: Annotated[Optional[RunStatus], Meta(description="Only runs in this state")] = None
+    start_time: Annotated[Optional[Epoch], Meta(
+        description="Only runs started at or after this time")] = None
+    end_time: Annotated[Optional[Epoch], Meta(
+        description="Only runs started at or before this time")] = None
+    format: Annotated[ExportFormat, Meta(description=_FORMAT)] = "otlp"
+
+    def run_filter(self) -> RunFilter:
+        return RunFilter(name=self.name, name_contains=self.q, status=self.status,
+                         start_time=self.start_time, end_time=self.end_time)
 
 
 class RunDetailParams(RunParams):

@@ -75,3 +75,13 @@ def stats_body(conn: sqlite3.Connection, stats_filter: StatsFilter, daemon_side:
 
 def export_chunks(conn: sqlite3.Connection, run_id: str) -> Optional[list[bytes]]:
     return export.export_run(conn, run_id)
+
+
+def export_page(conn: sqlite3.Connection, run_filter: RunFilter,
+                ) -> tuple[bytes, Optional[tuple[float, int]], int]:
+    """A page of a range export in the flat format (see ``export.run_page``)."""
+    return export.run_page(conn, run_filter, export.flat_run)
+
+
+def count_steps(conn: sqlite3.Connection, run_filter: RunFilter) -> int:
+    return export.count_steps(conn, run_filter, ended_only=False)

@@ -54,6 +54,7 @@ class Store:
         self._room = asyncio.Event()
         self._room.set()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._finishing = False
 
     # ---- lifecycle ----
 
@@ -75,6 +76,7 @@ class Store:
         """Commit everything submitted (its acks go out) and empty the WAL. Reads still
         work afterwards, so the HTTP API can serve until it stops."""
         loop = asyncio.get_running_loop()
+        self._finishing = True
         if self.writer is not None:
             await loop.run_in_executor(None, self.writer.stop)
             await asyncio.sleep(0)  # deliver the acks queued by the final commit
@@ -100,6 +102,11 @@ class Store:
         """Batches arrived within the last second, or are still waiting to be written."""
         return (self.pending_events > 0
                 or time.monotonic() - self._last_batch_at < INGEST_IDLE_SECONDS)
+
+    @property
+    def accepting(self) -> bool:
+        """True while the writer takes batches: from ``open`` until ``finish_writes``."""
+        return self.writer is not None and not self._finishing
 
     def submit(self, batch: WriteBatch) -> None:
         self._last_batch_at = time.monotonic()

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from traceforge_protocol import wire
 
-from . import records, schema
+from . import daemon_events, records, schema
 from .checkpointer import Checkpointer
 
 logger = logging.getLogger("traceforge.daemon")
@@ -168,6 +168,7 @@ class Writer:
         self.path = path
         self.conn = open_writer_connection(path)
         self.conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
+        self.end_log = daemon_events.EndLog(self.conn)
         self.checkpointer = checkpointer
         self.queue: "queue.Queue[object]" = queue.Queue()
         self.on_committed = on_committed
@@ -217,7 +218,7 @@ class Writer:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
-                committed = apply(self.conn, items)
+                committed = apply(self.conn, items, self.end_log)
                 self.conn.execute("COMMIT")
                 self.checkpointer.nudge()
             except BaseException:
@@ -245,9 +246,13 @@ class Writer:
         self.on_committed(items)
 
 
-def apply(conn: sqlite3.Connection, items: list) -> int:
-    """Write ``items`` inside the caller's transaction; return the events applied."""
+def apply(conn: sqlite3.Connection, items: list,
+          end_log: Optional[daemon_events.EndLog] = None) -> int:
+    """Write ``items`` inside the caller's transaction; return the events applied. With
+    ``end_log`` on, the steps ending here are logged for forwarding first."""
     run_starts, run_ends, failed_steps, drops = [], [], [], []
+    cursors: list[daemon_events.CursorWrite] = []
+    names: list[daemon_events.RunNamed] = []
     starts: dict[str, tuple] = {}
     ends: dict[str, tuple] = {}
     applied = 0
@@ -271,6 +276,10 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
                 run_starts.append(records.run_start_row(event, pid, host))
             elif kind is RunEnd:
                 run_ends.append(records.run_end_row(event, pid, host))
+            elif kind is daemon_events.CursorWrite:
+                cursors.append(event)
+            elif kind is daemon_events.RunNamed:
+                names.append(event)
     if run_starts:
         conn.executemany(INSERT_RUN_START, run_starts)
     if starts:
@@ -281,6 +290,8 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
         if start_rows:
             conn.executemany(INSERT_STEP_START, start_rows)
     if ends:
+        if end_log is not None:
+            end_log.log(conn, list(ends))
         end_rows = []
         for step_id, (event, pid, host) in ends.items():
             start = starts.get(step_id)
@@ -293,4 +304,6 @@ def apply(conn: sqlite3.Connection, items: list) -> int:
         conn.executemany(MARK_RUN_FAILED, failed_steps)
     if drops:
         conn.executemany(INSERT_DROPS, drops)
+    if cursors or names:
+        daemon_events.apply(conn, cursors, names, now, end_log)
     return applied
