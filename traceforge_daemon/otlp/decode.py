@@ -24,12 +24,11 @@ import msgspec
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from traceforge_protocol import wire
+from traceforge_protocol import pricing, wire
 
 from ..storage import records
 from ..storage.daemon_events import RunNamed
 from . import attributes as names
-from . import prices
 from .values import attributes_dict
 
 ERROR = trace_pb2.Status.STATUS_CODE_ERROR
@@ -237,7 +236,7 @@ def _cost(consumed: dict, model: Optional[str], tokens_input: int, tokens_output
                                                      names.LLM_COST_COMPLETION)]
     if any(part is not None for part in parts):
         return sum(part or 0.0 for part in parts)
-    return prices.step_cost(model, tokens_input, tokens_output, cache_read, cache_write)
+    return pricing.step_cost(model, tokens_input, tokens_output, cache_read, cache_write)
 
 
 def _number(value: Any) -> Optional[float]:
