@@ -1,6 +1,6 @@
 """TraceForge installed the way users install it: a wheel built from this checkout, in a
-new virtual environment, serves the dashboard, every file the page loads, and the docs;
-without the otlp extra, what needs opentelemetry-proto says what to install."""
+new virtual environment, serves the dashboard, every file the page loads, and the docs,
+and speaks OTLP with nothing more to install."""
 
 from __future__ import annotations
 
@@ -81,35 +81,15 @@ def test_the_installed_client_traces_into_the_installed_daemon(installed_daemon)
     assert installed_daemon.query("SELECT step_name, status FROM steps") == [("step", "ok")]
 
 
-def test_without_the_otlp_extra_forwarding_refuses_to_start_and_says_what_to_install(
-        wheel_install, short_tmp):
-    daemon = DaemonProcess(short_tmp / "home", python=wheel_install.python, checkout=False)
-    daemon.home.mkdir(parents=True)
-    result = subprocess.run(
-        [wheel_install.python, "-m", "traceforge_daemon", "start", "--http", "127.0.0.1:0",
-         "--otlp-endpoint", "http://127.0.0.1:4318"],
-        env=daemon.env, cwd=daemon.cwd, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    [line] = result.stderr.strip().splitlines()
-    assert "traceforge[otlp]" in line and "Traceback" not in line
+def test_an_installed_daemon_exports_otlp_with_no_extra_to_install(installed_daemon):
+    from google.protobuf import json_format
+    from opentelemetry.proto.trace.v1 import trace_pb2
 
-
-def test_without_the_otlp_extra_otlp_ingest_and_export_answer_501_naming_the_extra(
-        installed_daemon):
     installed_daemon.run_python(
         "import traceforge_client as tf\nwith tf.trace_run('r'):\n"
         "    with tf.trace_step('s'):\n        pass\nassert tf.flush(10)\n")
-    for method, path, body in (
-            ("POST", "/v1/traces", b""),
-            ("GET", "/api/export", None),
-    ):
-        request = urllib.request.Request(installed_daemon.http_url + path, data=body,
-                                         method=method,
-                                         headers={"Content-Type": "application/x-protobuf"})
-        with pytest.raises(urllib.error.HTTPError) as answer:
-            urllib.request.urlopen(request, timeout=30)
-        assert answer.value.code == 501
-        error = json.loads(answer.value.read())
-        assert error["status"] == 501 and "traceforge[otlp]" in error["error"]
-    status, body, _ = fetch(installed_daemon.http_url + "/api/export?format=flat")
-    assert status == 200 and json.loads(body)["operationName"] == "s"  # needs no extra
+    status, body, _ = fetch(installed_daemon.http_url + "/api/export")
+    [line] = body.decode().splitlines()
+    traces = json_format.Parse(line, trace_pb2.TracesData())
+    [span] = traces.resource_spans[0].scope_spans[0].spans
+    assert status == 200 and span.name == "s"

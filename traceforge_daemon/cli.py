@@ -23,7 +23,7 @@ from traceforge_protocol.version import __version__
 
 from .daemon import Daemon, StartupError
 from .http.ui import DashboardMissing
-from . import cli_export, otlp
+from . import cli_export
 from .settings import (
     DEFAULT_HTTP, OTLP_PROTOCOLS, SETTINGS, Settings, otlp_header, otlp_url, resolve_token,
     split_host_port,
@@ -93,8 +93,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise StartupError(f"--otlp-protocol must be one of {', '.join(OTLP_PROTOCOLS)}")
     if not 1 <= args.otlp_batch_spans <= 100_000:
         raise StartupError("--otlp-batch-spans must be between 1 and 100000")
-    if endpoint and not otlp.available():
-        raise StartupError(f"--otlp-endpoint: {otlp.MISSING}")
     settings = Settings(
         home=home.path,
         db=(args.db or home.database).expanduser().absolute(),

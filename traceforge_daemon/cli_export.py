@@ -26,7 +26,6 @@ from typing import BinaryIO, Optional
 
 from traceforge_protocol.home import Home
 
-from . import otlp
 from .storage import jobs, schema
 from .storage.readers import open_reader_connection
 from .storage.runs_query import RunFilter
@@ -92,8 +91,6 @@ def _export(args: argparse.Namespace) -> int:
     if args.run_id and (args.since or args.until or args.name or args.name_contains
                         or args.status):
         raise ExportError("give a run id or filters, not both")
-    if args.format == "otlp" and not otlp.available():
-        raise ExportError(otlp.MISSING + " (or use --format flat)")
     run_filter = RunFilter(
         name=args.name, name_contains=args.name_contains, status=args.status,
         start_time=parse_when(args.since) if args.since else None,

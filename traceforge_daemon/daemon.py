@@ -31,7 +31,6 @@ from aiohttp import web
 from traceforge_protocol.home import DaemonState, unix_address
 from traceforge_protocol.version import __version__
 
-from . import otlp
 from .http.app import create_app
 from .ingest.server import IngestServer, ListenError
 from .settings import Settings
@@ -78,8 +77,6 @@ class Daemon:
         self.ingest = IngestServer(settings, self.store)
         self.forwarder = None
         if settings.otlp_endpoint:
-            if not otlp.available():
-                raise StartupError(f"--otlp-endpoint: {otlp.MISSING}")
             from .otlp.forwarder import Forwarder
             self.forwarder = Forwarder(
                 self.store, settings.otlp_endpoint, settings.otlp_headers,

@@ -7,8 +7,7 @@ once decompressed. The answers are the OTLP/HTTP specification's, not the API's 
 errors: 200 with an ``ExportTraceServiceResponse`` (a partial success counts the
 rejected spans and says why), 400 for a payload that does not decode, 413 past the
 size limit, 415 for another content type, 503 while the daemon stops (retryable), each
-body in the request's own encoding. Without opentelemetry-proto installed the answer
-is a 501 in the API's error shape, naming the package to install. The app's
+body in the request's own encoding. The app's
 middlewares (the token beyond loopback, and whatever else guards the API) apply here
 as to every route.
 """
@@ -22,8 +21,6 @@ from typing import Optional
 import msgspec
 from aiohttp import web
 
-from .. import otlp
-from .errors import error_response
 from .guard import SETTINGS
 from .reads import STORE
 
@@ -81,8 +78,6 @@ async def traces(request: web.Request) -> web.Response:
         message = (f"Content-Type {media!r} is not OTLP/HTTP: send application/x-protobuf "
                    "or application/json")
         return web.json_response({"code": 3, "message": message}, status=415)
-    if not otlp.available():
-        return error_response(501, otlp.MISSING)
     from ..otlp import answers
     from ..otlp.receiver import NotStored, Receiver
     from ..otlp.values import from_json_dict

@@ -8,7 +8,6 @@ from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
 
-from .. import otlp
 from ..storage import jobs
 from ..storage.compare import UnknownRun
 from .errors import ApiError
@@ -43,9 +42,7 @@ async def get_run(request: web.Request, params: RunDetailParams) -> web.Response
 
 
 def _otlp_jobs():
-    """The OTLP export's jobs, or a 501 naming what to install."""
-    if not otlp.available():
-        raise ApiError(501, otlp.MISSING)
+    """The OTLP export's jobs, imported on first use (they load protobuf)."""
     from ..otlp import jobs as otlp_jobs
     return otlp_jobs
 
@@ -73,7 +70,7 @@ async def _stream(request: web.Request, filename: str, chunks: list[bytes],
 
 
 @routes.get("/api/runs/{run_id}/export", summary="Export a run", params=RunExportParams,
-            answer=JSON_LINES, errors=(404, 501, 503))
+            answer=JSON_LINES, errors=(404, 503))
 async def export_run(request: web.Request, params: RunExportParams) -> web.StreamResponse:
     """format=otlp (the default): OTLP/JSON, one TracesData per line, as OpenTelemetry's
     file exporter writes it (hex ids, nanosecond times as strings, integer enums,
@@ -89,7 +86,7 @@ async def export_run(request: web.Request, params: RunExportParams) -> web.Strea
 
 
 @routes.get("/api/export", summary="Export the runs a filter matches", params=ExportParams,
-            answer=JSON_LINES, errors=(501, 503))
+            answer=JSON_LINES, errors=(503,))
 async def export_runs(request: web.Request, params: ExportParams) -> web.StreamResponse:
     """Every run matching the filters (all runs when none is given), newest first, in
     the format chosen as for one run's export; streamed a page of runs at a time."""

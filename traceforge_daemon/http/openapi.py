@@ -38,8 +38,6 @@ ERRORS = {
     400: "A parameter is malformed; the message names it",
     404: "No run or step has that id",
     413: f"The request body is over {MAX_BODY_BYTES} bytes",
-    501: "OTLP needs the optional opentelemetry-proto package; the message says what to "
-         "install",
     503: "The query ran past its deadline; narrow the filters",
 }
 
