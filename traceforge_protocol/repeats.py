@@ -159,3 +159,27 @@ def _walk_values(values: list, decoded: Any, scalars: dict[type, frozenset]
             if found:
                 return found
     return None
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _no_repeats(pairs: list) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        seen: set = set()
+        raise _RepeatedKey(next(key for key in keys if key in seen or seen.add(key)))
+    return dict(pairs)
+
+
+def find_json_repeat(body: bytes) -> Optional[str]:
+    """A key found twice in one object of a JSON body, or None. JSON bodies come through
+    HTTP ingest, far from the hot path, so the standard library's parser walks them."""
+    import json
+
+    try:
+        json.loads(body, object_pairs_hook=_no_repeats)
+    except _RepeatedKey as repeat:
+        return str(repeat.args[0])
+    return None

@@ -198,6 +198,18 @@ class Error(msgspec.Struct, tag="error"):
     versions: Optional[list[int]] = None
 
 
+class JsonBatch(msgspec.Struct, forbid_unknown_fields=False):
+    """The body of ``POST /api/ingest``: the events of a batch, as JSON, for clients with
+    no msgpack. Instead of a hello it says who sends them (as the hello's fields do); it
+    has no ``seq``, since the HTTP answer itself is the ack."""
+
+    events: Annotated[list[Event], Meta(max_length=MAX_BATCH_EVENTS)]
+    dropped: dict[str, Count] = {}
+    pid: Pid = 0
+    host: str = ""
+    session: str = ""
+
+
 ClientMessage = Union[Hello, Batch, Bye]
 ServerMessage = Union[HelloOk, Ack, Error]
 
@@ -267,6 +279,24 @@ def decode_client_frame(body: bytes) -> Union[Hello, Batch, Bye]:
     return message
 
 
+def decode_json_batch(body: bytes) -> JsonBatch:
+    """A ``POST /api/ingest`` body as its batch, held to the same rules as a socket batch
+    (types, ranges, formats, no repeated key, lowercase hex ids); raises ``Refused``."""
+    try:
+        batch = json_batch_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise Refused(INVALID_EVENT, f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Refused(MALFORMED, f"not a JSON message: {exc}") from None
+    repeated = repeats.find_json_repeat(body)
+    if repeated is not None:
+        raise Refused(INVALID_EVENT, f"invalid message: repeated key {repeated!r}")
+    bad_id = invalid_id(batch.events)
+    if bad_id:
+        raise Refused(INVALID_EVENT, f"invalid message: {bad_id}")
+    return batch
+
+
 def _readable_seq(body: bytes) -> Optional[int]:
     """The seq of an invalid batch, when it has one, so its sender can drop just that batch."""
     try:
@@ -296,3 +326,4 @@ def encode_frame(message: msgspec.Struct) -> bytes:
 client_message_decoder = msgspec.msgpack.Decoder(ClientMessage)
 batch_seq_decoder = msgspec.msgpack.Decoder(BatchSeq)
 server_message_decoder = msgspec.msgpack.Decoder(ServerMessage)
+json_batch_decoder = msgspec.json.Decoder(JsonBatch)

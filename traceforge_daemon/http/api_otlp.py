@@ -15,12 +15,12 @@ as to every route.
 from __future__ import annotations
 
 import logging
-import zlib
 from typing import Optional
 
 import msgspec
 from aiohttp import web
 
+from .bodies import TooLarge, Unreadable, read_body
 from .guard import SETTINGS
 from .reads import STORE
 
@@ -47,23 +47,6 @@ def receiver_health(app: web.Application) -> dict:
     return receiver.health()
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _body(request: web.Request, limit: int) -> bytes:
-    """The request body, decompressed (aiohttp undoes Content-Encoding as it reads)."""
-    parts, size = [], 0
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return b"".join(parts)
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge()
-        parts.append(chunk)
-
-
 def _answer(status: int, body: bytes, json: bool, retry_after: Optional[int] = None,
             ) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after else None
@@ -79,24 +62,21 @@ async def traces(request: web.Request) -> web.Response:
                    "or application/json")
         return web.json_response({"code": 3, "message": message}, status=415)
     from ..otlp import answers
-    from ..otlp.receiver import NotStored, Receiver
+    from ..otlp.receiver import Receiver
+    from ..storage.commits import NotStored
     from ..otlp.values import from_json_dict
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
     limit = request.app[SETTINGS].max_frame_bytes
     try:
-        body = await _body(request, limit)
-    except _TooLarge:
+        body = await read_body(request, limit)
+    except TooLarge:
         return _answer(413, answers.status(answers.INVALID_ARGUMENT, (
             f"the request is over {limit} bytes decompressed; send smaller batches"), json),
             json)
-    except (web.RequestPayloadError, zlib.error, ValueError, EOFError) as exc:
-        # The rest of the body cannot be read either: end it here (aiohttp would try to
-        # read it out after the answer) and close the connection once answered.
-        request.content.feed_eof()
+    except Unreadable as exc:
         answer = _answer(400, answers.status(answers.INVALID_ARGUMENT, (
-            "the body could not be read (is its Content-Encoding right?): "
-            f"{type(exc).__name__}"), json), json)
+            f"the body could not be read (is its Content-Encoding right?): {exc}"), json), json)
         answer.force_close()
         return answer
     message = trace_service_pb2.ExportTraceServiceRequest()

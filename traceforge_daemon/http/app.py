@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..settings import Settings
 from ..storage.store import Store
-from . import api_events, api_otlp, api_runs, api_stats, api_steps, openapi, ui
+from . import api_events, api_ingest, api_otlp, api_runs, api_stats, api_steps, openapi, ui
 from .api_stats import HEALTH
 from .errors import json_errors
 from .guard import SETTINGS, token_guard
@@ -23,6 +23,7 @@ def create_app(settings: Settings, store: Store, health_report: Callable[[], dic
     app[STORE] = store
     app[HEALTH] = health_report
     app.router.add_routes(api_stats.routes)
+    app.router.add_routes(api_ingest.routes)
     app.router.add_routes(api_runs.routes)
     app.router.add_routes(api_steps.routes)
     api_events.setup(app)

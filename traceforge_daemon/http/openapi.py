@@ -21,7 +21,7 @@ from aiohttp import web
 
 from traceforge_protocol.version import __version__
 
-from . import api_events, api_runs, api_stats, api_steps
+from . import api_events, api_ingest, api_runs, api_stats, api_steps
 from .docs_page import DOCS_HTML
 from .operations import Operation, Stream
 from .params import MAX_BODY_BYTES, MAX_BODY_DEPTH
@@ -33,12 +33,16 @@ REF = "#/components/schemas/{name}"
 OPERATIONS: tuple[Operation, ...] = (
     *api_runs.routes.operations, *api_steps.routes.operations,
     *api_stats.routes.operations, *api_events.routes.operations,
+    *api_ingest.routes.operations,
 )
 ERRORS = {
     400: "A parameter is malformed; the message names it",
     404: "No run or step has that id",
-    413: f"The request body is over {MAX_BODY_BYTES} bytes",
-    503: "The query ran past its deadline; narrow the filters",
+    413: f"The request body is too large: over {MAX_BODY_BYTES} bytes, or for events over "
+         "the ingest frame limit",
+    415: "The body is not of the content type the route takes",
+    503: "Not now: a query ran past its deadline (narrow the filters), or the daemon cannot "
+         "store events at the moment (retry after retry_after_ms)",
 }
 
 
@@ -102,6 +106,13 @@ def _operation(operation: Operation, refs: dict) -> dict:
             **{str(code): _json(refs[Error], ERRORS[code]) for code in operation.errors},
         },
     }
+    if operation.events_body is not None:
+        described["requestBody"] = {
+            "required": True,
+            "description": "JSON events, held to the socket protocol's rules; at most the "
+                           "daemon's --max-frame-bytes (4 MiB by default), gzip allowed",
+            "content": {"application/json": {"schema": refs[operation.events_body]}},
+        }
     if operation.body is not None:
         described["requestBody"] = {
             "required": True,
@@ -120,6 +131,8 @@ def build_spec(operations: Iterable[Operation] = OPERATIONS) -> dict:
             structs.add(operation.answer)
         if operation.body is not None:
             structs.add(operation.body)
+        if operation.events_body is not None:
+            structs.add(operation.events_body)
     ordered = sorted(structs, key=lambda struct: struct.__name__)
     found, schemas = msgspec.json.schema_components(ordered, ref_template=REF)
     refs = dict(zip(ordered, found))

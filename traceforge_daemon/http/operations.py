@@ -52,6 +52,10 @@ class Operation:
     errors: tuple[int, ...]
     """Statuses besides 200; 400 always (every route checks its query string), 413 with
     a body."""
+    events_body: Optional[type] = None
+    """A body of events (``POST /api/ingest``): documented from this Struct, but read by
+    the handler itself, which holds it to the socket protocol's rules and answers with
+    the protocol's error codes."""
 
     @property
     def description(self) -> str:
@@ -83,6 +87,7 @@ class ApiRoutes:
 
     def route(self, method: str, path: str, *, summary: str, answer: Union[type, Stream],
               params: Optional[type[Input]] = None, body: Optional[type[Input]] = None,
+              events_body: Optional[type] = None,
               errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
         # Reading the Structs now finds a mistake in one at import, not at a first request.
         if body is not None:
@@ -90,12 +95,12 @@ class ApiRoutes:
         missing = set(re.findall(r"{(\w+)}", path)) - set(fields(params or NoParams))
         if missing:
             raise TypeError(f"{path}: {params} has no field for {sorted(missing)}")
-        statuses = {400, *errors} | ({413} if body is not None else set())
+        statuses = {400, *errors} | ({413} if body is not None or events_body else set())
 
         def register(handler: Handler) -> Handler:
             self.operations.append(Operation(
                 method, path, handler, summary, self.tag, params, body, answer,
-                tuple(sorted(statuses)),
+                tuple(sorted(statuses)), events_body,
             ))
             return handler
 

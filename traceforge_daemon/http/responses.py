@@ -32,6 +32,16 @@ class Error(Shape):
 
     error: str
     status: int
+    code: Union[str, UnsetType] = UNSET
+    """On the ingest route: the socket protocol's error code (protocol.md section 10)."""
+    retry_after_ms: Union[int, UnsetType] = UNSET
+    """On a retryable ingest error: how long to wait before sending again."""
+
+
+class IngestAnswer(Shape):
+    """Events stored: every event of the request is committed."""
+
+    accepted: int
 
 
 class StepSummary(Shape):
