@@ -170,6 +170,7 @@ def test_redaction_runs_on_the_sender_thread_not_the_traced_one(monkeypatch):
 
 
 def test_redaction_can_be_turned_off_by_init_or_environment(monkeypatch):
+    monkeypatch.setattr(runtime, "_configured", None)  # as in a process that never traced
     monkeypatch.setenv("TRACEFORGE_REDACT", "0")
     assert runtime.current_redactor() is None
     monkeypatch.setenv("TRACEFORGE_REDACT", "1")
