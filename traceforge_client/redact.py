@@ -198,35 +198,38 @@ class Redactor:
 
     def events(self, events: list) -> None:
         """Redact every event of a batch, in place."""
-        fields = []
-        for event in events:
+        texts: list = []
+        add = texts.append
+        for event in events:  # the fields' values only: this loop runs for every event
             kind = type(event)
-            if kind is wire.StepEnd:
-                names = _STEP_END_FIELDS
-            elif kind is wire.StepStart:
-                names = _STEP_START_FIELDS
-            elif kind is wire.RunEnd:
-                names = _RUN_END_FIELDS
+            if kind is _StepEnd:
+                add(event.output_json)
+                add(event.metadata_json)
+                add(event.error_message)
+                add(event.traceback)
+            elif kind is _StepStart:
+                add(event.input_json)
+                add(event.metadata_json)
             else:
-                names = _RUN_START_FIELDS
-            for name in names:
-                value = getattr(event, name)
-                if value is not None and len(value) > 2:
-                    fields.append((event, name, value))
-        if not fields:
-            return
-        joined = _SEPARATOR.join([value for _, _, value in fields])
+                add(event.metadata_json)
+                if kind is _RunEnd:
+                    add(event.error)
+        joined = _SEPARATOR.join(filter(None, texts))
         rules, key_rule = self._candidates(joined, self.rules, self._key_rule)
         if not rules and key_rule is None:
             return  # the common case: nothing that looks like a secret in the whole batch
-        for event, name, value in fields:
-            is_json = name.endswith("_json")
-            found, key = self._candidates(value, rules, key_rule if is_json else None)
-            if not found and key is None:
-                continue
-            redacted = self._json(value, found, key) if is_json else _apply(value, found)
-            if redacted is not value:
-                setattr(event, name, redacted)
+        for event in events:
+            for name in _FIELDS[type(event)]:
+                value = getattr(event, name)
+                if not value:
+                    continue
+                is_json = name.endswith("_json")
+                found, key = self._candidates(value, rules, key_rule if is_json else None)
+                if not found and key is None:
+                    continue
+                redacted = self._json(value, found, key) if is_json else _apply(value, found)
+                if redacted is not value:
+                    setattr(event, name, redacted)
 
     @staticmethod
     def _candidates(text: str, rules: tuple, key_rule: Optional[_Rule]) -> tuple:
@@ -273,10 +276,14 @@ class Redactor:
         return msgspec.json.encode(redacted).decode() if redacted is not value else text
 
 
-_STEP_START_FIELDS = ("input_json", "metadata_json")
-_STEP_END_FIELDS = ("output_json", "metadata_json", "error_message", "traceback")
-_RUN_START_FIELDS = ("metadata_json",)
-_RUN_END_FIELDS = ("error", "metadata_json")
+_StepStart, _StepEnd, _RunEnd = wire.StepStart, wire.StepEnd, wire.RunEnd
+_FIELDS = {
+    wire.StepStart: ("input_json", "metadata_json"),
+    wire.StepEnd: ("output_json", "metadata_json", "error_message", "traceback"),
+    wire.RunStart: ("metadata_json",),
+    wire.RunEnd: ("error", "metadata_json"),
+}
+"""The text fields of each event that are redacted: JSON ones end in ``_json``."""
 
 
 def _apply(value: str, rules: tuple) -> str:
