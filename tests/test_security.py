@@ -86,6 +86,17 @@ def test_a_foreign_host_header_is_refused_on_every_route(daemon_factory, monkeyp
         status, _, body = call(port, "GET", "/api/runs", {"Host": host})
         assert status == 200 and b"secret run" in body, host
     assert call(port, "GET", "/api/events", {"Host": "tracebox.local"})[0] == 200
+    # on loopback no token is needed: the login page sends the browser on
+    status, headers, _ = call(port, "GET", "/login?next=/docs")
+    assert (status, headers["location"]) == (303, "/docs")
+
+
+def test_a_bad_allowed_host_name_is_refused_at_start(short_tmp):
+    for name in ("*.example", "host:8742", "http://host", "a b"):
+        result = start_daemon(short_tmp / "home", "--http", "127.0.0.1:0", "--allow-host", name)
+        assert result.returncode == 1
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("traceforge-daemon: --allow-host")
 
 
 def test_a_wildcard_bind_still_refuses_foreign_hosts_and_needs_the_token(daemon_factory):

@@ -114,9 +114,9 @@ def allowed_host_names(flags: Optional[list], env: Optional[str]) -> tuple[str, 
     allowed = []
     for text in names:
         name = host_name(text)
-        if not name or any(c in name for c in " /:@?#[]\\") or len(name) > 253:
-            raise ValueError(f"--allow-host {text!r}: give a host name such as "
-                             "tracebox.local, without a port or a scheme")
+        if not name or any(c in name for c in " /:@?#[]*,\\") or len(name) > 253:
+            raise ValueError(f"--allow-host {text!r}: give one host name such as "
+                             "tracebox.local, without a port, a scheme or a wildcard")
         allowed.append(name)
     return tuple(dict.fromkeys(allowed))
 

@@ -234,7 +234,8 @@ def _check_token(request: web.Request, settings: Settings) -> Optional[web.Strea
     else:
         message = "this daemon needs its token: send Authorization: Bearer <token>"
     if request.method in ("GET", "HEAD") and not request.path.startswith(API_PATHS):
-        raise web.HTTPSeeOther(URL(LOGIN_PATH).with_query(next=safe_next(request.path_qs)))
+        login = URL(LOGIN_PATH).with_query(next=safe_next(request.path_qs))
+        return web.Response(status=303, headers={hdrs.LOCATION: str(login)})
     if "token" in request.query:
         message += " (a token in the URL is not accepted: it would end up in logs and history)"
     response = error(401, f"{message}, or log in at {LOGIN_PATH}")
