@@ -25,7 +25,8 @@ SLACK = "xoxb-" + "123456789012-1234567890123-" + "AbCdEf" * 4
 GOOGLE = "AIza" + "SyA-" + "b" * 31
 HUGGINGFACE = "hf_" + "AbCdEfGh" * 5
 JWT = "eyJhbGciOiJIUzI1NiJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0." + "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9Pl"
-PRIVATE_KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nq83v\n-----END RSA PRIVATE KEY-----"
+PRIVATE_KEY = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nq83v\n"
+               "-----END RSA PRIVATE KEY-----")
 
 # (text that holds a secret, the secret, what the redacted text must be)
 SHAPES = [
