@@ -16,6 +16,10 @@ drifts hit them alike:
 - tf-nodaemon: the same with nobody listening (events wait in the bounded queue);
 - tf-python:   tf-daemon with TRACEFORGE_PURE_PYTHON=1: what a machine without a C
                compiler gets;
+- tf-noredact: tf-daemon with TRACEFORGE_REDACT=0: secrets are redacted on the sender
+               thread (traceforge_client/redact.py), so the traced step itself must cost
+               the same with it on (tf-daemon) or off; bench/client_sender.py measures the
+               sender's side;
 - otel:        OpenTelemetry SDK, TracerProvider + BatchSpanProcessor with an exporter
                that discards, a nested span with a few attributes. Its input and output
                JSON strings are built once outside the loop, which flatters OpenTelemetry
@@ -41,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from _common import GROUP, INPUT_JSON, OUTPUT_JSON, SMALL_INPUT, SMALL_OUTPUT  # noqa: E402
 
-VARIANTS = ("bare", "tf-daemon", "tf-nodaemon", "tf-python", "otel")
+VARIANTS = ("bare", "tf-daemon", "tf-nodaemon", "tf-python", "tf-noredact", "otel")
+TRACEFORGE_VARIANTS = tuple(v for v in VARIANTS if v.startswith("tf"))
 INNER = GROUP - 1
 
 
@@ -132,7 +137,7 @@ def worker(variant: str, steps: int, warmup: int, out: Path) -> None:
         # Room for every event, so no variant measures the drop path instead.
         traceforge_client.init(max_queue_events=2 * (steps + warmup) * GROUP // INNER + 1000)
         run = loop_tf
-        if variant in ("tf-daemon", "tf-python"):
+        if variant in ("tf-daemon", "tf-python", "tf-noredact"):
             done = lambda: traceforge_client.flush(timeout=120)  # noqa: E731
         else:
             done = lambda: False  # noqa: E731  (nobody listens: nothing to wait for)
@@ -171,6 +176,7 @@ def run_round(variant: str, steps: int, warmup: int, daemon: _common.Daemon, tmp
               round_no: int) -> tuple[array, dict]:
     env = daemon.env
     env["TRACEFORGE_PURE_PYTHON"] = "1" if variant == "tf-python" else ""
+    env["TRACEFORGE_REDACT"] = "0" if variant == "tf-noredact" else "1"
     if variant == "tf-nodaemon":
         env["TRACEFORGE_ADDRESS"] = f"unix://{tmp}/nobody.sock"
         env["TRACEFORGE_HOME"] = str(tmp / "nohome")
@@ -274,7 +280,7 @@ def main() -> int:
     print("(µs; net = minus bare; wall/step = loop time / steps; cpu/step = process CPU incl. "
           "the sender or exporter thread and the final flush)")
     verdicts = {}
-    for v in ("tf-daemon", "tf-nodaemon", "tf-python"):
+    for v in TRACEFORGE_VARIANTS:
         net = summary[v]["net_median_us"]
         ratio = otel_net / net if net > 0 else float("inf")
         verdicts[v] = {"ratio_otel_over_tf": ratio, "pass": net <= otel_net / 8}
@@ -282,7 +288,7 @@ def main() -> int:
         print(f"{v} ({'/'.join(forms)}): net median {net:.2f} µs vs OpenTelemetry {otel_net:.2f} µs -> "
               f"OpenTelemetry costs {ratio:.1f}x; target <= 1/8 ({otel_net / 8:.2f} µs): "
               f"{'PASS' if verdicts[v]['pass'] else 'FAIL'}")
-    for v in ("tf-daemon", "tf-nodaemon", "tf-python"):
+    for v in TRACEFORGE_VARIANTS:
         stats = [i.get("client_stats", {}) for i in infos[v]]
         print(f"{v} client stats per worker: "
               + "; ".join(f"acked={s.get('acked_events')} "

@@ -15,6 +15,9 @@ from conftest import ROOT, DaemonProcess, wait_until
 from prototype_schema import PROTOTYPE_SCHEMA
 from traceforge_daemon.storage import schema
 
+TOKEN = "a-test-token-of-32-characters-xx"
+"""Long enough for a listener beyond loopback (settings.MIN_TOKEN_CHARS)."""
+
 CLI = [sys.executable, "-m", "traceforge_daemon"]
 
 
@@ -101,7 +104,7 @@ def test_tcp_listener_on_loopback_takes_clients(daemon_factory, short_tmp):
 
 
 def test_beyond_loopback_the_token_is_required(daemon_factory):
-    daemon = daemon_factory(("--tcp", "0.0.0.0:0", "--token", "s3cret")).start()
+    daemon = daemon_factory(("--tcp", "0.0.0.0:0", "--token", TOKEN)).start()
     port = daemon.state().tcp.rsplit(":", 1)[1]
     code = ("import json, traceforge_client as tf\nwith tf.trace_run('remote'):\n    pass\n"
             "print(tf.flush(3)); print(json.dumps(tf.stats()))")
@@ -109,7 +112,7 @@ def test_beyond_loopback_the_token_is_required(daemon_factory):
     refused = daemon.run_python(code, env=env)
     assert refused.stdout.splitlines()[0] == "False"
     assert "auth_failed" in refused.stderr
-    accepted = daemon.run_python(code, env={**env, "TRACEFORGE_TOKEN": "s3cret"})
+    accepted = daemon.run_python(code, env={**env, "TRACEFORGE_TOKEN": TOKEN})
     assert accepted.stdout.splitlines()[0] == "True"
     assert daemon.query("SELECT run_name FROM runs") == [("remote",)]
 

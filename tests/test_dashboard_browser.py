@@ -96,3 +96,29 @@ def test_the_docs_page_renders_every_operation_of_the_description_and_sends_one(
     runs.locator(".status-ok").wait_for()
     assert "HTTP 200" in runs.locator(".status-ok").inner_text()
     assert "pipeline one" in runs.locator("pre").inner_text()
+
+
+TOKEN = "a-test-token-of-32-characters-xx"
+
+
+def test_with_a_token_the_dashboard_opens_after_logging_in_with_a_cookie(daemon_factory, page):
+    """Issue 10, finding 13: with a token the dashboard's files answered 401."""
+    daemon = daemon_factory(("--http", "0.0.0.0:0", "--token", TOKEN)).start()
+    daemon.run_python(TRACED)
+    base = "http://127.0.0.1:" + daemon.http_url.rsplit(":", 1)[1]
+    page.goto(base + "/")
+    assert page.url == base + "/login?next=/"  # a wrong token: tests/test_security.py
+    assert not page.locator("#message").is_visible()
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    row = page.locator("#runs tbody tr").filter(has_text="pipeline one")
+    row.wait_for()
+    assert page.url == base + "/"
+    assert page.locator("#live").inner_text() == "live"  # /api/events takes the cookie too
+    [cookie] = page.context.cookies()
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (True, "Strict", False)
+    assert TOKEN not in cookie["value"]
+    # the docs page works with the same cookie, with no token in any URL
+    page.goto(base + "/docs")
+    page.locator("details.op").first.wait_for()
+    assert page.locator("#title").inner_text().startswith("TraceForge API")

@@ -30,6 +30,9 @@ from protocol_support import (
 from test_protocol_vectors import REJECT as REJECT_VECTORS
 from traceforge_protocol import wire as protocol
 
+TOKEN = "a-test-token-of-32-characters-xx"
+"""Long enough for a listener beyond loopback (settings.MIN_TOKEN_CHARS)."""
+
 
 def oversized() -> bytes:
     return struct.pack(">I", protocol.MAX_FRAME_BYTES + 1)  # and no body at all
@@ -181,7 +184,7 @@ def test_tcp_carries_the_same_bytes_without_a_token_on_loopback(daemon_factory, 
     # The daemon has a token (its HTTP listener is exposed), but the TCP listener is on
     # loopback, so TCP clients need none; the HTTP API, beyond loopback, does.
     daemon = daemon_factory(("--tcp", "127.0.0.1:0", "--http", "0.0.0.0:0",
-                             "--token", "s3cret")).start()
+                             "--token", TOKEN)).start()
     peer = peers(("127.0.0.1", tcp_port(daemon)))
     assert peer.handshake()["version"] == 1
     peer.send(frame(batch(RUN_START, seq=1)) + frame({"type": "bye"}))
@@ -191,20 +194,20 @@ def test_tcp_carries_the_same_bytes_without_a_token_on_loopback(daemon_factory, 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(health, timeout=10)
     assert refused.value.code == 401
-    request = urllib.request.Request(health, headers={"Authorization": "Bearer s3cret"})
+    request = urllib.request.Request(health, headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.load(response)["events_committed"] == 1
 
 
 def test_a_tcp_listener_beyond_loopback_asks_every_client_for_the_token(daemon_factory, peers):
-    daemon = daemon_factory(("--tcp", "0.0.0.0:0", "--token", "s3cret")).start()
+    daemon = daemon_factory(("--tcp", "0.0.0.0:0", "--token", TOKEN)).start()
     address = ("127.0.0.1", tcp_port(daemon))  # a loopback peer still needs it
     for token in (None, "wrong"):
         peer = peers(address)
         peer.send(PREFACE + frame({**HELLO, "token": token}))
         [error] = peer.read_until_closed()
         assert (error["code"], error["retryable"]) == ("auth_failed", False), error
-    assert peers(address).handshake(token="s3cret")["version"] == 1
+    assert peers(address).handshake(token=TOKEN)["version"] == 1
     assert peers(daemon.socket).handshake(token="ignored here")["version"] == 1
 
 

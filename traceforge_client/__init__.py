@@ -41,6 +41,11 @@ def init(address: Optional[str] = None, **options) -> None:
         token: sent to the daemon; default ``TRACEFORGE_TOKEN``.
         max_queue_events: events buffered while the daemon is slow or away (100,000).
         shutdown_timeout: seconds the exit flush may take (2.0).
+        redact: replace secrets (API keys, tokens, passwords, private keys) in inputs,
+            outputs, metadata and errors with ``[redacted:<kind>]`` before they leave the
+            process; default ``TRACEFORGE_REDACT``, else on (``redact.py``).
+        redact_patterns: more patterns, ``{"name": r"regex"}`` (``None`` removes a
+            built-in one); a bad regex raises ValueError here.
     """
     _configure(address, **options)
 

@@ -32,6 +32,7 @@ from traceforge_protocol import wire
 
 from . import hot_path
 from .event_queue import EventQueue
+from .redact import Redactor
 
 logger = logging.getLogger("traceforge")
 
@@ -109,9 +110,13 @@ class BatchProcessor:
     """Drains one EventQueue into a Link on one background thread, started lazily."""
 
     def __init__(self, make_link: Callable[[], Link], max_queue_events: int,
-                 shutdown_timeout: float, on_start: Callable[[], None] = lambda: None) -> None:
+                 shutdown_timeout: float, on_start: Callable[[], None] = lambda: None,
+                 redactor: Optional[Redactor] = None) -> None:
         self.make_link = make_link
         """Called once per process: a forked child makes its own link."""
+        self.redactor = redactor
+        """Takes secrets out of each batch's events before they are encoded (redact.py);
+        None: they are sent as traced."""
         self.max_queue_events = max_queue_events
         self.shutdown_timeout = shutdown_timeout
         self.on_start = on_start  # e.g. register exit hooks, once the thread exists
@@ -327,6 +332,8 @@ class BatchProcessor:
                         events.append(popleft())
                 except IndexError:
                     pass
+                if self.redactor is not None and events:
+                    events = self.redactor.batch(events, self.events.count_drop)
                 self.unacked.extend(self._batches(events, self.events.take_drops()))
 
     def _batches(self, events: list, dropped: dict) -> list:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Optional
 from urllib.parse import urlparse
 
 from traceforge_protocol.home import TRACEFORGE_TOKEN, Home
+
+from . import redact
 
 logger = logging.getLogger("traceforge")
 
@@ -27,6 +30,10 @@ TRACEFORGE_HTTP = "TRACEFORGE_HTTP"
 """Base URL of the daemon's HTTP API, for get_storage(). Default: read from the daemon's
 state file, else http://127.0.0.1:8742"""
 
+TRACEFORGE_REDACT = "TRACEFORGE_REDACT"
+"""Set to 0 (or false/no/off) to send traced values as they are, secrets included, instead
+of redacting them on the sender thread (``redact.py``). Default: on."""
+
 TRACEFORGE_TRACEPARENT = "TRACEFORGE_TRACEPARENT"
 """Set by TraceForge for child processes: 00-<run id>-<step id>-01 (W3C traceparent style)."""
 
@@ -34,6 +41,26 @@ DEFAULT_QUEUE_EVENTS = 100_000
 MAX_QUEUE_EVENTS = 1_000_000_000
 """Far beyond any memory; keeps the bound a C integer in the compiled queue."""
 DEFAULT_SHUTDOWN_TIMEOUT = 2.0
+
+
+def _env_redact() -> bool:
+    """TRACEFORGE_REDACT: on unless it says off; a value that is neither is logged."""
+    text = os.environ.get(TRACEFORGE_REDACT, "").strip().lower()
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text not in ("", "1", "true", "yes", "on"):
+        logger.warning("%s=%r is not 0 or 1; redacting secrets, the default",
+                       TRACEFORGE_REDACT, text)
+    return True
+
+
+def redactor(redact_option: Optional[bool] = None,
+             patterns: Optional[redact.Patterns] = None) -> Optional[redact.Redactor]:
+    """The Redactor asked for (argument, then TRACEFORGE_REDACT, then on), or None when
+    redaction is off. Extra ``patterns`` are checked, and a bad one refused, either way."""
+    built = redact.redactor(patterns)
+    on = _env_redact() if redact_option is None else bool(redact_option)
+    return built if on else None
 
 
 def _env_disabled() -> bool:
@@ -85,6 +112,8 @@ class ClientConfig:
     max_queue_events: int = DEFAULT_QUEUE_EVENTS
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     service: str = ""
+    redactor: Optional[redact.Redactor] = None
+    """Applied to every batch on the sender thread; None: send values as they are."""
 
 
 def load_config(address: str | None = None, **options) -> ClientConfig:
@@ -110,6 +139,7 @@ def load_config(address: str | None = None, **options) -> ClientConfig:
     if parsed is None:
         parsed = Address("unix", path=str(Home.from_env().socket))
     token = options.pop("token", None) or os.environ.get(TRACEFORGE_TOKEN) or None
+    redact_option, patterns = options.pop("redact", None), options.pop("redact_patterns", None)
     unknown = set(options) - {"max_queue_events", "shutdown_timeout", "service"}
     if unknown:
         raise TypeError(f"init() got unknown options: {', '.join(sorted(unknown))}")
@@ -121,6 +151,7 @@ def load_config(address: str | None = None, **options) -> ClientConfig:
             f"{MAX_QUEUE_EVENTS:,}"
         )
     options["max_queue_events"] = int(limit)
+    options["redactor"] = redactor(redact_option, patterns)
     return ClientConfig(address=parsed, token=token, **options)
 
 

@@ -25,7 +25,9 @@ import msgspec
 from . import children, hot_path
 from .batching import BatchProcessor
 from .config import _env_disabled, load_config, switch
+from .config import redactor as config_redactor
 from .link import SocketLink
+from .redact import Redactor
 
 logger = logging.getLogger("traceforge")
 
@@ -83,7 +85,7 @@ def configure(address: Optional[str] = None, **options) -> None:
             _configured = BatchProcessor(
                 lambda: SocketLink(config.address, config.token),
                 config.max_queue_events, config.shutdown_timeout,
-                on_start=_register_exit_hooks,
+                on_start=_register_exit_hooks, redactor=config.redactor,
             )
         _rebind()
     if old is not None:
@@ -97,6 +99,14 @@ def active() -> Pipeline:
     if _configured is None:
         configure()
     return _configured  # type: ignore[return-value]
+
+
+def current_redactor() -> Optional[Redactor]:
+    """The redaction the configured pipeline applies (as ``init()`` chose it, else as the
+    environment says), for a capture that must see what the daemon would see."""
+    if isinstance(_configured, BatchProcessor):
+        return _configured.redactor
+    return config_redactor()
 
 
 def push(pipeline: Pipeline) -> None:

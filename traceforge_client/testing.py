@@ -12,8 +12,9 @@
             ("web_search", []), ("summarize", [])])])]
 
 Inside the ``with`` block this process's events go to memory instead of the daemon. They
-take the real way up to the socket: the event queue, then the batch processor, whose
-batches go to a ``MemoryLink`` (the in-memory counterpart of ``link.SocketLink``, as
+take the real way up to the socket: the event queue, then the batch processor (which
+redacts secrets as ``init()`` or ``TRACEFORGE_REDACT`` set it, so a capture holds what the
+daemon would store), whose batches go to a ``MemoryLink`` (the in-memory counterpart of ``link.SocketLink``, as
 OpenTelemetry's ``InMemorySpanExporter`` is of its exporters) that checks each batch as the
 daemon does and acks it at once. Reading a ``Capture`` first waits for the events still on
 their way (a flush, well under a millisecond), so there is nothing to flush by hand. On
@@ -303,7 +304,8 @@ def capture(max_queue_events: int = DEFAULT_QUEUE_EVENTS) -> Iterator[Capture]:
                 yield captured
     """
     link = MemoryLink()
-    processor = BatchProcessor(lambda: link, max_queue_events, shutdown_timeout=5.0)
+    processor = BatchProcessor(lambda: link, max_queue_events, shutdown_timeout=5.0,
+                               redactor=runtime.current_redactor())
     runtime.push(processor)
     try:
         yield Capture(link, processor)

@@ -25,7 +25,16 @@ from .daemon import Daemon, StartupError
 from .http.ui import DashboardMissing
 from . import cli_export
 from .settings import (
-    DEFAULT_HTTP, OTLP_PROTOCOLS, SETTINGS, Settings, otlp_header, otlp_url, resolve_token,
+    DEFAULT_HTTP,
+    OTLP_PROTOCOLS,
+    SETTINGS,
+    TRACEFORGE_ALLOW_HOSTS,
+    Settings,
+    allowed_host_names,
+    check_token,
+    otlp_header,
+    otlp_url,
+    resolve_token,
     split_host_port,
 )
 from .storage import schema
@@ -52,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--http", metavar="HOST:PORT", default=DEFAULT_HTTP,
                        help=helps["http"] + " ('off' disables it)")
     start.add_argument("--token", help=helps["token"])
+    start.add_argument("--allow-host", metavar="NAME", action="append", dest="allow_host",
+                       default=list(defaults["allow_host"]), help=helps["allow_host"])
     start.add_argument("--detach", action="store_true",
                        help="run in the background, with a pid file and a log file under "
                        "$TRACEFORGE_HOME")
@@ -82,6 +93,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         http = None if args.http == "off" else split_host_port(args.http)
     except ValueError as exc:
         raise StartupError(f"{exc} (for example 127.0.0.1:8742)") from None
+    try:
+        allow_hosts = allowed_host_names(args.allow_host, os.environ.get(TRACEFORGE_ALLOW_HOSTS))
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
     if not 64 * 1024 <= args.max_frame_bytes <= 64 * 1024 * 1024:
         raise StartupError("--max-frame-bytes must be between 65536 and 67108864")
     try:
@@ -99,6 +114,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         socket=(args.socket or home.socket).expanduser().absolute(),
         http=http,
         tcp=tcp,
+        allow_hosts=allow_hosts,
         hello_timeout=args.hello_timeout,
         idle_timeout=args.idle_timeout,
         body_timeout=args.body_timeout,
@@ -111,7 +127,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
     if settings.needs_token:
         home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        settings = Settings(**{**settings.__dict__, "token": resolve_token(home, args.token)})
+        token = resolve_token(home, args.token)
+        try:
+            check_token(token)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        settings = Settings(**{**settings.__dict__, "token": token})
     return settings
 
 
@@ -156,6 +177,8 @@ async def _serve(settings: Settings) -> None:
     if settings.needs_token:
         lines.append(f"  token:     required beyond loopback; see "
                      f"{settings.home_layout.token_file} or TRACEFORGE_TOKEN")
+    if settings.http_needs_token and daemon.http_url:
+        lines.append(f"  login:     {daemon.http_url}/login (the dashboard asks for the token)")
     print("\n".join(lines), flush=True)
     await stop.wait()
     logger.info("stopping: committing what was received")
@@ -256,7 +279,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"status": "running", **msgspec.structs.asdict(state)}, indent=2))
         return 0
     request = urllib.request.Request(state.http + "/api/health")
-    token = os.environ.get(TRACEFORGE_TOKEN)
+    token = os.environ.get(TRACEFORGE_TOKEN) or _token_file(home)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -268,6 +291,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(health, indent=2))
     return 0
+
+
+def _token_file(home: Home) -> Optional[str]:
+    """The daemon's generated token, which this user may read (mode 0600)."""
+    try:
+        return home.token_file.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def main(argv: Optional[list] = None) -> int:

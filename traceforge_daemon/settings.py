@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import os
 import secrets
@@ -14,6 +15,15 @@ from traceforge_protocol import wire
 from traceforge_protocol.home import DEFAULT_HTTP_PORT, TRACEFORGE_TOKEN, Home
 
 DEFAULT_HTTP = f"127.0.0.1:{DEFAULT_HTTP_PORT}"
+
+MIN_TOKEN_CHARS = 16
+"""The shortest token a daemon with a listener beyond loopback starts with: anyone who can
+reach such a listener may guess, so a token must hold enough randomness. The generated
+one is 43 characters (32 random bytes, ``secrets.token_urlsafe``)."""
+
+TRACEFORGE_ALLOW_HOSTS = "TRACEFORGE_ALLOW_HOSTS"
+"""Host names, separated by commas, the HTTP API answers to besides localhost, IP
+addresses and the --http host; added to the --allow-host flags. Default: none."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +39,12 @@ SETTINGS = (
     Setting("tcp", None, "also take clients on TCP HOST:PORT (off unless given)"),
     Setting("http", DEFAULT_HTTP, "HTTP API and dashboard address; port 0 picks a free port"),
     Setting("token", None, "token clients and HTTP callers must present on non-loopback "
-            "listeners (default: TRACEFORGE_TOKEN, else generated into $TRACEFORGE_HOME/token)"),
+            "listeners, at least 16 characters (default: TRACEFORGE_TOKEN, else generated "
+            "into $TRACEFORGE_HOME/token)"),
+    Setting("allow_host", (), "a host name the HTTP API answers to besides localhost, IP "
+            "addresses and the --http host (repeatable; also TRACEFORGE_ALLOW_HOSTS, "
+            "comma-separated); a request naming any other host gets 421, which stops "
+            "DNS-rebinding pages from reading traces"),
     Setting("hello_timeout", 5.0, "seconds a new connection has to send its preface and hello"),
     Setting("idle_timeout", 300.0, "seconds a connection may stay silent before it is closed"),
     Setting("body_timeout", 30.0, "seconds a frame body may take to arrive once its length is read"),
@@ -72,6 +87,8 @@ class Settings:
     http: Optional[tuple[str, int]]
     tcp: Optional[tuple[str, int]] = None
     token: Optional[str] = None
+    allow_hosts: tuple[str, ...] = ()
+    """Host names (lowercase) the HTTP API answers to besides the ones always allowed."""
     hello_timeout: float = 5.0
     idle_timeout: float = 300.0
     body_timeout: float = 30.0
@@ -90,6 +107,49 @@ class Settings:
     def needs_token(self) -> bool:
         exposed = [a for a in (self.tcp, self.http) if a is not None]
         return any(not is_loopback(host) for host, _ in exposed)
+
+    @property
+    def http_needs_token(self) -> bool:
+        """HTTP callers must present the token: the HTTP listener is beyond loopback."""
+        return self.http is not None and not is_loopback(self.http[0])
+
+
+def host_name(text: str) -> str:
+    """A host as compared: lowercase, without IPv6 brackets or a final dot."""
+    name = text.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    return name[:-1] if name.endswith(".") else name
+
+
+def allowed_host_names(flags: Optional[list], env: Optional[str]) -> tuple[str, ...]:
+    """The --allow-host names and TRACEFORGE_ALLOW_HOSTS's, checked; ValueError says why."""
+    names = list(flags or []) + [part for part in (env or "").split(",") if part.strip()]
+    allowed = []
+    for text in names:
+        name = host_name(text)
+        if not name or any(c in name for c in " /:@?#[]*,\\") or len(name) > 253:
+            raise ValueError(f"--allow-host {text!r}: give one host name such as "
+                             "tracebox.local, without a port, a scheme or a wildcard")
+        allowed.append(name)
+    return tuple(dict.fromkeys(allowed))
+
+
+def check_token(token: str) -> None:
+    """Raise ValueError unless ``token`` is long enough for a listener beyond loopback."""
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(
+            f"the token is {len(token)} characters; a daemon listening beyond loopback "
+            f"needs one of at least {MIN_TOKEN_CHARS} (leave --token and TRACEFORGE_TOKEN "
+            "unset to use a generated one)")
+
+
+def tokens_match(given: Optional[str], expected: Optional[str]) -> bool:
+    """True if ``given`` is the token, compared in constant time; never for no token."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                               expected.encode("utf-8", "surrogatepass"))
 
 
 def otlp_url(text: str) -> str:

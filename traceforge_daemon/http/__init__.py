@@ -2,7 +2,8 @@
 (``api_runs``, ``api_steps``, ``api_stats``), live events (``api_events``), the OpenAPI
 description and docs page (``openapi``, ``docs_page``), the dashboard's files (``ui``),
 and what every request shares: the error shape (``errors``), the access guard
-(``guard``), query parameters (``params``) and the one read path (``reads``).
+(``guard``: Host, Origin and token rules) with its login form (``login``), query
+parameters (``params``) and the one read path (``reads``).
 
 May import ``storage`` (reads go through the Store) and ``settings``; never ``ingest``.
 """

@@ -9,17 +9,20 @@ from aiohttp import web
 
 from ..settings import Settings
 from ..storage.store import Store
-from . import api_events, api_ingest, api_otlp, api_runs, api_stats, api_steps, openapi, ui
+from . import (
+    api_events, api_ingest, api_otlp, api_runs, api_stats, api_steps, guard, login, openapi, ui,
+)
 from .api_stats import HEALTH
 from .errors import json_errors
-from .guard import SETTINGS, token_guard
+from .guard import SETTINGS
 from .params import MAX_BODY_BYTES
 from .reads import STORE
 
 
 def create_app(settings: Settings, store: Store, health_report: Callable[[], dict]) -> web.Application:
-    app = web.Application(middlewares=[json_errors, token_guard], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[json_errors, guard.guard], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
+    guard.setup(app)
     app[STORE] = store
     app[HEALTH] = health_report
     app.router.add_routes(api_stats.routes)
@@ -30,4 +33,5 @@ def create_app(settings: Settings, store: Store, health_report: Callable[[], dic
     api_otlp.setup(app)
     app.router.add_routes(openapi.routes)
     ui.setup(app)
+    login.setup(app)
     return app

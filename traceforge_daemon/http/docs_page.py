@@ -3,8 +3,9 @@
 Plain HTML and a little script, kept here as a string so the daemon serves it from
 the installed package with nothing else to find. It reads /openapi.json, lists every
 operation with its parameters, and shows the status and body of what you send (an
-event stream is shown as it arrives). A ``?token=`` on the page's URL is passed on
-as a Bearer token, for daemons that listen beyond loopback.
+event stream is shown as it arrives). For a daemon that needs its token, the page's
+requests carry the session cookie of ``/login``, as the dashboard's do; a token is
+never put in a URL.
 '''
 
 DOCS_HTML = r"""<!doctype html>
@@ -58,8 +59,6 @@ code { font-family:ui-monospace, monospace; }
 </main>
 <script>
 "use strict";
-const token = new URLSearchParams(location.search).get("token");
-const headers = token ? { Authorization: "Bearer " + token } : {};
 const MAX_SHOWN = 200000;
 
 function el(tag, attrs, ...children) {
@@ -117,7 +116,6 @@ function buildUrl(path, form) {
     if (input.dataset.in === "path") path = path.replace("{" + input.name + "}", encodeURIComponent(input.value));
     else query.set(input.name, input.value);
   }
-  if (token) query.set("token", token);
   const text = query.toString();
   return path + (text ? "?" + text : "");
 }
@@ -157,7 +155,7 @@ function operation(spec, path, method, op) {
       source.onerror = () => append("(connection lost; retrying)");
       return;
     }
-    const init = { method: method.toUpperCase(), headers: { ...headers } };
+    const init = { method: method.toUpperCase(), headers: {} };
     if (bodyInput) { init.body = bodyInput.value; init.headers["Content-Type"] = "application/json"; }
     try {
       const response = await fetch(url, init);
@@ -172,7 +170,7 @@ function operation(spec, path, method, op) {
 }
 
 async function main() {
-  const response = await fetch("/openapi.json" + (token ? "?token=" + encodeURIComponent(token) : ""), { headers });
+  const response = await fetch("/openapi.json");
   const spec = await response.json();
   document.getElementById("title").textContent = spec.info.title + " " + spec.info.version;
   document.getElementById("lead").textContent = spec.info.description;

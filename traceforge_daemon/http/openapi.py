@@ -148,7 +148,8 @@ def build_spec(operations: Iterable[Operation] = OPERATIONS) -> dict:
             "version": __version__,
             "description": "The read interface to traces stored by the TraceForge daemon. "
             "Every error is JSON: {\"error\": \"...\", \"status\": N}. Beyond loopback, "
-            "send the daemon's token as Authorization: Bearer <token>.",
+            "send the daemon's token as Authorization: Bearer <token> (a browser logs in "
+            "at /login instead); never in the URL.",
         },
         "servers": [{"url": "/"}],
         "tags": [{"name": tag} for tag in tags],

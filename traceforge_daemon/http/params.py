@@ -3,10 +3,10 @@ names the parameter and says what it must be.
 
 The query string is checked before any value: a parameter the route does not know is
 refused (a misspelt filter would otherwise be silently ignored), and so is one given
-twice. An empty value (``?run_id=``) means "not given". ``token`` is always allowed: the
-token guard reads it. Each value is then read as its field's type (whole numbers,
-numbers, booleans as true/false/1/0/yes/no/on/off) and msgspec holds the whole to the
-Struct's constraints. When it refuses, the message is ours, worded from the failing
+twice. An empty value (``?run_id=``) means "not given". There is no ``token``
+parameter: a token in a URL would end up in logs and history (``guard``). Each value
+is then read as its field's type (whole numbers, numbers, booleans as
+true/false/1/0/yes/no/on/off) and msgspec holds the whole to the Struct's constraints. When it refuses, the message is ours, worded from the failing
 field's own constraint (``explain``), never msgspec's text.
 
 A JSON body is strict JSON (no NaN, no lone surrogates, which could not be sent back),
@@ -26,7 +26,6 @@ from aiohttp import web
 
 from .errors import ApiError, bad
 
-ALWAYS_ALLOWED = frozenset({"token"})  # read by the token guard, not by handlers
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
 MAX_BODY_BYTES = 1024 * 1024
@@ -96,8 +95,6 @@ def parse_query(request: web.Request, cls: type[S]) -> S:
              for name, value in request.match_info.items() if name in known}
     query = request.query
     for name in query:
-        if name in ALWAYS_ALLOWED:
-            continue
         if name not in known or name in given:
             names = ", ".join(sorted(set(known) - set(request.match_info))) or "none"
             raise bad(name, f"is not known here; known parameters: {names}")
@@ -105,7 +102,7 @@ def parse_query(request: web.Request, cls: type[S]) -> S:
             raise bad(name, "is given more than once; give it once")
     texts = dict(request.match_info)
     for name, value in query.items():
-        if name not in ALWAYS_ALLOWED and value != "":
+        if value != "":
             given[name] = read_text(known[name], value)
             texts[name] = value
     return validate(cls, given, texts)

@@ -82,7 +82,7 @@ class Params(Input):
 
 
 class NoParams(Params):
-    """A route that takes no parameters (beyond ``token``)."""
+    """A route that takes no parameters."""
 
 
 class RunParams(Params):

@@ -11,7 +11,6 @@ logs one line and carries on.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import socket
@@ -23,7 +22,7 @@ import msgspec
 from traceforge_protocol import wire
 from traceforge_protocol.version import __version__
 
-from ..settings import Settings
+from ..settings import Settings, tokens_match
 from ..storage.store import Store
 from ..storage.writer import WriteBatch
 from .stats import IngestStats
@@ -201,8 +200,7 @@ class IngestConnection:
                 versions=list(wire.SUPPORTED_VERSIONS),
             )
         if self.require_token:
-            expected = self.server.settings.token or ""
-            if not hello.token or not hmac.compare_digest(hello.token, expected):
+            if not tokens_match(hello.token, self.server.settings.token):
                 raise ProtocolViolation(
                     wire.AUTH_FAILED,
                     "this listener needs a token: set TRACEFORGE_TOKEN to the daemon's token",
