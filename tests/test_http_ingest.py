@@ -120,3 +120,19 @@ def test_a_request_that_breaks_a_rule_stores_nothing_and_names_the_code(daemon, 
     assert status == 400 and answer["code"] == code and answer["status"] == 400, answer
     assert daemon.query("SELECT count(*) FROM runs") == [(0,)]
     assert daemon.query("SELECT count(*) FROM steps") == [(0,)]
+
+
+def test_beyond_loopback_ingest_needs_the_token_and_refuses_other_sites(daemon_factory):
+    token = "ingest-token-0123456789"
+    daemon = daemon_factory(("--http", "0.0.0.0:0", "--token", token)).start()
+    url = daemon.http_url.replace("0.0.0.0", "127.0.0.1")
+    body = json.dumps({"events": events()}).encode()
+    status, answer, _ = post(url, body)
+    assert status == 401 and answer["status"] == 401
+    status, answer, _ = post(url, body, {"Authorization": f"Bearer {token}",
+                                         "Origin": "http://evil.example"})
+    assert status == 403
+    assert daemon.query("SELECT count(*) FROM runs") == [(0,)]
+    status, answer, _ = post(url, body, {"Authorization": f"Bearer {token}"})
+    assert (status, answer) == (200, {"accepted": 4})
+    assert daemon.stop() == 0

@@ -248,13 +248,13 @@ def test_an_otlp_export_sent_back_in_as_json_comes_out_the_same(demo, daemon):
 
 
 def test_beyond_loopback_v1_traces_needs_the_token_like_the_rest(daemon_factory):
-    daemon = daemon_factory(("--http", "0.0.0.0:0", "--token", "s3cret")).start()
+    daemon = daemon_factory(("--http", "0.0.0.0:0", "--token", "s3cret-s3cret-s3cret")).start()
     url = daemon.http_url.replace("0.0.0.0", "127.0.0.1")
     body = request_of(make_span(TRACE, "eee19b7ec3c1b179", "guarded")).SerializeToString()
     status, _, _ = post(url, body, "application/x-protobuf")
     assert status == 401
     status, _, _ = post(url, body, "application/x-protobuf",
-                        headers={"Authorization": "Bearer s3cret"})
+                        headers={"Authorization": "Bearer s3cret-s3cret-s3cret"})
     assert status == 200
     wait_until(lambda: daemon.query("SELECT step_name FROM steps") == [("guarded",)])
     assert daemon.stop() == 0
