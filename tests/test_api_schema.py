@@ -27,14 +27,14 @@ def _indexes(conn) -> set[str]:
     return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
 
 
-def test_a_version_1_database_migrates_to_2_and_derives_replay_links(tmp_path):
+def test_a_version_1_database_migrates_in_place_and_derives_replay_links(tmp_path):
     conn = _version_1(tmp_path / "v1.db")
     link = {REPLAY_OF_RUN_KEY: "a" * 32, REPLAY_OF_STEP_KEY: "b" * 16, "other": 1}
     conn.execute("INSERT INTO runs (run_id, run_name, started_at, metadata) VALUES "
                  "('r1', 'replay: x', 1, ?), ('r2', 'plain', 2, '{}'), ('r3', 'bad', 3, '{oops')",
                  (json.dumps(link),))
     assert schema.migrate(conn) == 1
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
     assert V2_INDEXES <= _indexes(conn)
     rows = conn.execute("SELECT run_id, replay_of_run_id, replay_of_step_id FROM runs "
                         "ORDER BY run_id").fetchall()
@@ -44,14 +44,14 @@ def test_a_version_1_database_migrates_to_2_and_derives_replay_links(tmp_path):
                  "VALUES ('r4', 'bad', 4, 'not json')")
     assert conn.execute("SELECT replay_of_run_id FROM runs WHERE run_id = 'r4'").fetchone() \
         == (None,)
-    assert schema.migrate(conn) == 2  # already current: nothing to do
+    assert schema.migrate(conn) == schema.SCHEMA_VERSION  # already current: nothing to do
     conn.close()
 
 
-def test_a_new_database_is_created_at_version_2(tmp_path):
+def test_a_new_database_is_created_at_the_current_version(tmp_path):
     conn = sqlite3.connect(tmp_path / "new.db", isolation_level=None)
     assert schema.migrate(conn) == 0
-    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,) == (2,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,) == (3,)
     assert V2_INDEXES <= _indexes(conn)
     conn.close()
 

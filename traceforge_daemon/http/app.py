@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..settings import Settings
 from ..storage.store import Store
-from . import api_events, api_runs, api_stats, api_steps, openapi, ui
+from . import api_admin, api_events, api_runs, api_stats, api_steps, openapi, ui
 from .api_stats import HEALTH
 from .errors import json_errors
 from .guard import SETTINGS, token_guard
@@ -25,6 +25,7 @@ def create_app(settings: Settings, store: Store, health_report: Callable[[], dic
     app.router.add_routes(api_stats.routes)
     app.router.add_routes(api_runs.routes)
     app.router.add_routes(api_steps.routes)
+    app.router.add_routes(api_admin.routes)
     api_events.setup(app)
     app.router.add_routes(openapi.routes)
     ui.setup(app)

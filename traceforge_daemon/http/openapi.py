@@ -21,7 +21,7 @@ from aiohttp import web
 
 from traceforge_protocol.version import __version__
 
-from . import api_events, api_runs, api_stats, api_steps
+from . import api_admin, api_events, api_runs, api_stats, api_steps
 from .docs_page import DOCS_HTML
 from .operations import Operation, Stream
 from .params import MAX_BODY_BYTES, MAX_BODY_DEPTH
@@ -33,12 +33,14 @@ REF = "#/components/schemas/{name}"
 OPERATIONS: tuple[Operation, ...] = (
     *api_runs.routes.operations, *api_steps.routes.operations,
     *api_stats.routes.operations, *api_events.routes.operations,
+    *api_admin.routes.operations,
 )
 ERRORS = {
     400: "A parameter is malformed; the message names it",
     404: "No run or step has that id",
     413: f"The request body is over {MAX_BODY_BYTES} bytes",
-    503: "The query ran past its deadline; narrow the filters",
+    503: "The query ran past its deadline (narrow the filters), or the database writer is "
+         "not running",
 }
 
 
