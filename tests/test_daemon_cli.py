@@ -270,3 +270,17 @@ def test_status_exits_non_zero_when_the_daemon_is_not_ok(daemon, peers):
     assert peer.read()["code"] == "storage_error"
     status = cli(daemon.env, "status")
     assert status.returncode == 1 and json.loads(status.stdout)["status"] == "failing"
+
+
+def test_every_setting_is_a_start_flag_and_in_the_readme():
+    from traceforge_daemon.cli import build_parser
+    from traceforge_daemon.settings import SETTINGS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The daemon"):readme.index("## Client configuration")]
+    start = build_parser()._subparsers._group_actions[0].choices["start"]
+    flags = {option for action in start._actions for option in action.option_strings}
+    for setting in SETTINGS:
+        flag = "--" + setting.name.replace("_", "-")
+        assert flag in flags, f"{setting.name} has no flag"
+        assert f"`{flag}" in section, f"{flag} is not in the README's daemon section"
