@@ -117,7 +117,8 @@ def test_slow_http_connections_are_capped_and_timed_out_while_ingest_goes_on(dae
     finally:
         for sock in slow + extra:
             sock.close()
-    assert "refused 1 HTTP connection(s): 20 are open" in daemon.log()
+    log = daemon.log()
+    assert "refused 1 connection(s) on the HTTP listener: it holds its maximum of 20" in log
     assert daemon.query("SELECT run_name FROM runs") == [("meanwhile",)]
 
 

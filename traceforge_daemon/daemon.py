@@ -34,7 +34,7 @@ from aiohttp import web
 from traceforge_protocol.home import DaemonState, unix_address
 from traceforge_protocol.version import __version__
 
-from . import fdlimit
+from . import limits
 from .http.app import create_app
 from .http.serving import HttpListener, quiet_bad_requests
 from .ingest.server import IngestServer, ListenError
@@ -143,9 +143,9 @@ class Daemon:
 
     def _fit_connection_caps(self) -> None:
         settings = self.settings
-        limit = fdlimit.raise_soft_limit()
+        limit = limits.raise_soft_limit()
         listeners = 2 if settings.tcp else 1
-        caps = fdlimit.fit(limit, settings.max_connections, listeners,
+        caps = limits.fit(limit, settings.max_connections, listeners,
                            settings.max_http_connections)
         for cap in self.ingest.caps.values():
             cap.limit = caps.ingest
@@ -178,7 +178,10 @@ class Daemon:
         self.on_fatal()
 
     def health(self) -> dict:
-        verdict = health_words.summarize(self.store.reasons() + self.ingest.reasons())
+        caps = list(self.ingest.caps.values())
+        if self.http_listener is not None:
+            caps.append(self.http_listener.cap)
+        verdict = health_words.summarize(self.store.reasons() + limits.reasons(caps))
         return {
             **verdict,
             "version": __version__,

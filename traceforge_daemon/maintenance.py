@@ -85,7 +85,8 @@ def _offline(db: Path, args: argparse.Namespace) -> int:
                 args.older_than is not None or args.max_size is not None) else {}
             if args.vacuum:
                 retention.vacuum(conn)
-                result["bytes_after"] = retention.database_bytes(conn)[1]
+                used, total = retention.database_bytes(conn)
+                result.update(bytes_after=used, free_bytes_after=total - used)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()

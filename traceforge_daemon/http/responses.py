@@ -322,13 +322,15 @@ class WriterHealth(Shape):
 
 
 class PruneResult(Shape):
-    """What a prune deleted, and the database's size (as SQLite counts it) around it."""
+    """What a prune deleted, and the bytes the data takes before and after."""
 
     runs_deleted: int
     steps_deleted: int
     drops_deleted: int
-    bytes_before: int
-    bytes_after: int
+    bytes_before: Annotated[int, Meta(description="Bytes in use by data before")]
+    bytes_after: Annotated[int, Meta(description="Bytes in use by data after")]
+    free_bytes_after: Annotated[int, Meta(
+        description="Free pages left in the file, which new writes reuse")]
     seconds: float
 
 

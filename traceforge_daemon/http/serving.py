@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Optional
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..limits import ConnectionCap
+
 logger = logging.getLogger("traceforge.daemon")
 
-REFUSAL_LOG_SECONDS = 10.0
 BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
@@ -58,11 +58,7 @@ class HttpListener:
 
     def __init__(self, runner: web.AppRunner, limit: int) -> None:
         self.runner = runner
-        self.limit = limit
-        self.refused = 0
-        self.last_refused_at = 0.0
-        self._unlogged = 0
-        self._logged_at = float("-inf")
+        self.cap = ConnectionCap("HTTP", limit, "--max-http-connections")
         self.server: Optional[asyncio.AbstractServer] = None
         self.port = 0
 
@@ -74,16 +70,9 @@ class HttpListener:
     def _protocol(self) -> asyncio.BaseProtocol:
         server = self.runner.server
         assert server is not None
-        if len(server.connections) < self.limit:
+        if len(server.connections) < self.cap.limit:  # aiohttp counts them as they close
             return server()
-        self.refused += 1
-        self._unlogged += 1
-        self.last_refused_at = time.time()
-        now = time.monotonic()
-        if now - self._logged_at >= REFUSAL_LOG_SECONDS:
-            logger.warning("refused %d HTTP connection(s): %d are open, the maximum "
-                           "(--max-http-connections)", self._unlogged, self.limit)
-            self._unlogged, self._logged_at = 0, now
+        self.cap.refuse()
         return _Busy()
 
     def close(self) -> None:

@@ -19,11 +19,10 @@ from typing import Optional
 
 from traceforge_protocol import wire
 
+from ..limits import OVERLOADED_RETRY_AFTER_MS, ConnectionCap
 from ..settings import Settings, is_loopback
-from ..storage.health import DEGRADED, Reason, recent
 from ..storage.store import Store
 from .connection import IngestConnection
-from .limits import OVERLOADED_RETRY_AFTER_MS, ConnectionCap
 from .stats import IngestStats
 
 logger = logging.getLogger("traceforge.daemon")
@@ -124,13 +123,6 @@ class IngestServer:
             "events_received": self.stats.events_received,
         }
 
-    def reasons(self) -> list[Reason]:
-        return [
-            Reason("connections_refused", DEGRADED,
-                   f"the {cap.listener} listener refused {cap.refused} connection(s) at its "
-                   f"maximum of {cap.limit}", cap.last_refused_at)
-            for cap in self.caps.values() if recent(cap.last_refused_at)
-        ]
 
 
 def _refuse(writer: asyncio.StreamWriter, cap: ConnectionCap) -> None:

@@ -22,9 +22,7 @@ errors of this run" or "of this step name" never walk every step of a frequent n
 
 Version 3 adds the status ``incomplete`` for steps and runs whose process went away
 without ending them (``sweeps.py``), with partial indexes over the running rows by process,
-which the sweeps read, and a partial index of incomplete steps for search. Databases
-created from version 3 on use ``auto_vacuum=INCREMENTAL``, so retention can give freed
-pages back to the filesystem (``retention.py``).
+which the sweeps read, and a partial index of incomplete steps for search.
 """
 
 from __future__ import annotations
@@ -131,14 +129,6 @@ def check_sqlite_version() -> None:
             f"SQLite {sqlite3.sqlite_version} is too old; TraceForge needs "
             f"{'.'.join(map(str, MIN_SQLITE))} or newer (upgrade Python or its sqlite3 library)"
         )
-
-
-def new_database_pragmas(conn: sqlite3.Connection) -> None:
-    """On a database with no pages yet, before anything else writes its header (even
-    ``journal_mode=WAL`` does): the settings only a new database can take."""
-    (pages,) = conn.execute("PRAGMA page_count").fetchone()
-    if pages == 0:
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
 
 
 def check_integrity(conn: sqlite3.Connection, path: object) -> None:

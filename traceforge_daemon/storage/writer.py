@@ -109,7 +109,6 @@ _SHUTDOWN = object()
 def open_writer_connection(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        schema.new_database_pragmas(conn)
         for pragma in WRITER_PRAGMAS:
             conn.execute(pragma)
         (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
@@ -237,7 +236,7 @@ class Writer:
         problem = self.guard.check()
         if problem is not None:
             self._report_failure(items, problem, known=True)
-            self.on_settled([], [(item, problem) for item in items])
+            self._settle([], [(item, problem) for item in items])
             return
         try:
             self._transaction(items)
@@ -245,7 +244,7 @@ class Writer:
             problem = classify(exc)
             if problem.retryable or len(items) == 1:
                 self._report_failure(items, problem)
-                self.on_settled([], [(item, problem) for item in items])
+                self._settle([], [(item, problem) for item in items])
                 return
             self._one_by_one(items)
             return
@@ -267,7 +266,7 @@ class Writer:
         if committed:
             self.guard.committed()
         self._refresh_sizes()
-        self.on_settled(committed, failed)
+        self._settle(committed, failed)
 
     def _transaction(self, items: list) -> None:
         conn = self.conn
@@ -295,7 +294,12 @@ class Writer:
         self._count(items)
         self.guard.committed()
         self._refresh_sizes()
-        self.on_settled(items, [])
+        self._settle(items, [])
+
+    def _settle(self, committed: list, failed: list) -> None:
+        """Report the outcome; from here the batches are no longer this thread's to fail."""
+        self.in_hand = []
+        self.on_settled(committed, failed)
 
     def _count(self, items: list) -> None:
         stats = self.stats
@@ -333,7 +337,7 @@ class Writer:
             return
         changed = job.changes()
         if changed:
-            self.on_settled(changed, [])
+            self._settle(changed, [])
         self.checkpointer.nudge()
         self._refresh_sizes(force=True)
         if done:
