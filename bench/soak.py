@@ -12,8 +12,10 @@ For ``--minutes`` (30 by default):
 
 Every ``--sample`` seconds it writes down the daemon's RSS and health. At the end it checks:
 
-- RSS stays under ``--rss-bound-mib`` (600 MiB) and flat: after the first tenth of the
-  run, the highest sample of the second half is within 10 % + 32 MiB of the first half's;
+- RSS stays under ``--rss-bound-mib`` (400 MiB) and flat once warm: the writer's SQLite
+  page cache fills up to PAGE_CACHE_MIB as the database grows, so flatness is judged on the
+  samples taken once the database is bigger than that (and after the first tenth of the
+  run): the highest of their second half must be within 10 % + 32 MiB of the first half's;
 - ack latency p50 and p99 (the probe's), and the health status seen;
 - traced = stored + counted drops, per traced process, exactly (stored events are read
   from the database: a step's start is stored if its input is, its end if it is ``ok``);
@@ -45,6 +47,9 @@ from _common import ROOT, Daemon, percentile  # noqa: E402
 
 PREFACE = b"TFR\x01"
 T0 = time.time_ns()
+PAGE_CACHE_MIB = 128
+"""The writer connection's cache_size (storage/writer.py WRITER_PRAGMAS): its RSS grows by
+up to this much while the database grows past it, and then stays."""
 
 SENDER = r'''
 import json, sys, time, traceforge_client as tf
@@ -286,7 +291,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=150.0, help="steps/s per process")
     parser.add_argument("--big-every", type=float, default=20.0)
     parser.add_argument("--sample", type=float, default=5.0)
-    parser.add_argument("--rss-bound-mib", type=float, default=600.0)
+    parser.add_argument("--rss-bound-mib", type=float, default=400.0,
+                        help="see RESULTS-soak.md for how the 400 MiB bound is made up")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the home directory")
     args = parser.parse_args()
@@ -335,10 +341,16 @@ def main() -> int:
 
 def report(args, daemon, soak, samples, statuses, finals, health, home) -> int:
     rss = [s["rss_mib"] for s in samples]
-    warm = samples[max(1, len(samples) // 10):]
+    warm = [s for s in samples[max(1, len(samples) // 10):]
+            if s["db_mib"] > PAGE_CACHE_MIB + 32]
     half = len(warm) // 2
-    first, second = max(s["rss_mib"] for s in warm[:half]), max(s["rss_mib"] for s in warm[half:])
-    flat = second <= first * 1.10 + 32
+    if half >= 3:
+        first = max(s["rss_mib"] for s in warm[:half])
+        second = max(s["rss_mib"] for s in warm[half:])
+        flat = second <= first * 1.10 + 32
+    else:  # too short a run for the database to outgrow the page cache: not judged
+        first = second = float("nan")
+        flat = None
     latencies = sorted(soak.latencies)
     accounts = []
     for final in finals:
@@ -351,9 +363,10 @@ def report(args, daemon, soak, samples, statuses, finals, health, home) -> int:
     big_stored = count(daemon.db, "SELECT count(*) FROM steps WHERE step_name = 'big'")
     summary = {
         "minutes": args.minutes, "procs": args.procs, "rate_per_proc": args.rate,
-        "rss_mib": {"min": min(rss), "max": max(rss), "first_half_max": first,
-                    "second_half_max": second, "bound": args.rss_bound_mib,
-                    "under_bound": max(rss) < args.rss_bound_mib, "flat": flat},
+        "rss_mib": {"min": min(rss), "max": max(rss), "warm_from_s": warm[0]["t"] if warm
+                    else None, "first_half_max": first, "second_half_max": second,
+                    "bound": args.rss_bound_mib, "under_bound": max(rss) < args.rss_bound_mib,
+                    "flat": flat},
         "ack_latency_ms": {"p50": round(percentile(latencies, 0.5) * 1000, 2),
                            "p99": round(percentile(latencies, 0.99) * 1000, 2),
                            "max": round(latencies[-1] * 1000, 2), "count": len(latencies)},
@@ -373,19 +386,19 @@ def report(args, daemon, soak, samples, statuses, finals, health, home) -> int:
     print(json.dumps(summary, indent=2))
     checks = {
         f"RSS under {args.rss_bound_mib:g} MiB": summary["rss_mib"]["under_bound"],
-        "RSS flat": flat,
+        "RSS flat once warm": flat,
         "traced = stored + dropped, per process": summary["accounts_exact"],
         "every probe event stored": probe_stored == soak.probe_sent,
         "every big frame stored": big_stored == 4 * soak.counts["big_acked"],
     }
     for name, ok in checks.items():
-        print(f"{'PASS' if ok else 'FAIL'}  {name}")
+        print(f"{'n/a ' if ok is None else 'PASS' if ok else 'FAIL'}  {name}")
     if args.json:
         args.json.write_text(json.dumps({"machine": _common.machine(), "summary": summary,
                                          "accounts": accounts, "samples": samples}, indent=2))
     if not args.keep:
         _common.remove(home)
-    return 0 if all(checks.values()) else 1
+    return 0 if all(ok is not False for ok in checks.values()) else 1
 
 
 if __name__ == "__main__":
