@@ -7,7 +7,8 @@ The tree follows the data (see ``daemon.py`` for the start and stop order):
 - ``storage/``: the Store, the one owner of the database: schema, the single writer,
   the checkpointer, the reader processes and every query;
 - ``http/``: the aiohttp application: API, live events, OpenAPI docs, dashboard files;
-- ``daemon.py`` (lifecycle), ``cli.py`` (the ``traceforge-daemon`` command) and
+- ``daemon.py`` (lifecycle), ``cli.py`` (the ``traceforge-daemon`` command),
+  ``maintenance.py`` (``prune``), ``limits.py`` (connection caps, file descriptors) and
   ``settings.py`` (the settings table) on top.
 
 Imports point one way: ``http -> storage <- ingest``, the lifecycle above all three, and
