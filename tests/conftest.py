@@ -45,9 +45,14 @@ class DaemonProcess:
     """A ``traceforge-daemon start`` subprocess and what a test needs to talk to it."""
 
     def __init__(self, home: Path, extra_args: tuple = (), python: str = sys.executable,
-                 checkout: bool = True) -> None:
+                 checkout: bool = True, daemon_env: Optional[dict] = None,
+                 preexec_fn: Optional[Callable[[], None]] = None) -> None:
         self.home = home
         self.extra_args = extra_args
+        self.daemon_env = daemon_env or {}
+        """Added to the daemon's environment only (e.g. TRACEFORGE_FAULTS), not clients'."""
+        self.preexec_fn = preexec_fn
+        """Run in the daemon's process before it starts (e.g. to lower a resource limit)."""
         self.python = python
         self.checkout = checkout
         """True: run the code of this checkout; False: only what ``python`` has installed."""
@@ -91,7 +96,8 @@ class DaemonProcess:
         self.process = subprocess.Popen(
             [self.python, "-m", "traceforge_daemon", "start", "--http", "127.0.0.1:0",
              *self.extra_args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
+            env={**self.env, **self.daemon_env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.cwd, preexec_fn=self.preexec_fn,
         )
         log.close()
         if wait:
@@ -158,8 +164,10 @@ def daemon_factory(short_tmp):
     """Make daemons in this test's home; all are stopped (gracefully) at teardown."""
     made: list[DaemonProcess] = []
 
-    def make(extra_args: tuple = (), home: Optional[Path] = None) -> DaemonProcess:
-        daemon = DaemonProcess(home or short_tmp / "home", extra_args)
+    def make(extra_args: tuple = (), home: Optional[Path] = None, env: Optional[dict] = None,
+             preexec_fn: Optional[Callable[[], None]] = None) -> DaemonProcess:
+        daemon = DaemonProcess(home or short_tmp / "home", extra_args, daemon_env=env,
+                               preexec_fn=preexec_fn)
         daemon.home.mkdir(parents=True, exist_ok=True)
         made.append(daemon)
         return daemon

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -33,6 +34,8 @@ class Seen:
     resent: int = 0  # batches read whose every event an earlier connection had read
     acked_seq: int = 0
     problems: list = field(default_factory=list)  # protocol rules the client broke
+    opened_at: float = 0.0  # time.monotonic() when accepted
+    closed_at: float = 0.0  # ... and when the daemon closed it
 
 
 class Conversation:
@@ -40,7 +43,7 @@ class Conversation:
 
     def __init__(self, sock: socket.socket, daemon: "ScriptedDaemon") -> None:
         self.sock, self.daemon, self.buffer = sock, daemon, b""
-        self.seen = Seen()
+        self.seen = Seen(opened_at=time.monotonic())
         daemon.connections.append(self.seen)
 
     def _read_exactly(self, n: int) -> Optional[bytes]:
@@ -117,6 +120,7 @@ class Conversation:
             wire.MALFORMED, "refused by the script", fatal=True, retryable=False, seq=None)))
 
     def close(self) -> None:
+        self.seen.closed_at = time.monotonic()
         try:
             self.sock.close()
         except OSError:
@@ -178,6 +182,28 @@ def serve_well_after_hello(conversation: Conversation) -> None:
 def storage_error(conversation: Conversation, last: Optional[wire.Batch]) -> None:
     conversation.send(wire.encode_frame(wire.Error(
         wire.STORAGE_ERROR, "disk full", fatal=True, retryable=True, seq=last.seq)))
+
+
+def storage_error_wait(milliseconds: int):
+    """A storage error that asks the client to wait ``milliseconds`` before reconnecting."""
+
+    def then(conversation: Conversation, last: Optional[wire.Batch]) -> None:
+        conversation.send(wire.encode_frame(wire.Error(
+            wire.STORAGE_ERROR, "disk full", fatal=True, retryable=True, seq=last.seq,
+            retry_after_ms=milliseconds)))
+
+    return then
+
+
+def overloaded(milliseconds: int) -> "Step":
+    """A connection refused at once, as at the daemon's connection limit."""
+
+    def run(conversation: Conversation) -> None:
+        conversation.send(wire.encode_frame(wire.Error(
+            wire.OVERLOADED, "too many connections", fatal=True, retryable=True,
+            retry_after_ms=milliseconds)))
+
+    return run
 
 
 def shutting_down(conversation: Conversation, last: Optional[wire.Batch]) -> None:

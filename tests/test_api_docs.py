@@ -82,6 +82,7 @@ def test_real_answers_are_exactly_the_shapes_described(demo):
         ("POST", "/api/replay", "/api/replay", None, {"step_id": step, "override_input": [1]}),
         ("GET", "/api/stats", "/api/stats", None, None),
         ("POST", "/api/ingest", "/api/ingest", None, {"events": []}),
+        ("POST", "/api/prune", "/api/prune", None, {"older_than_s": 1e9}),  # deletes nothing
     ]
     answers = {(op.method, op.path): op.answer for op in OPERATIONS}
     for method, template, path, query, body in requests:

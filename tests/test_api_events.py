@@ -139,18 +139,19 @@ def _step_start(number: int) -> protocol.StepStart:
                               start_ns=number)
 
 
-def test_a_slow_subscriber_keeps_a_bounded_buffer_and_is_told_what_it_lost():
-    hub = EventHub(queue_messages=3)
-    slow = hub.subscribe(None)
+def test_one_commit_is_one_shared_chunk_and_a_subscriber_too_far_behind_is_cut_off():
+    hub = EventHub(max_bytes=1500)
+    slow, fast = hub.subscribe(None), hub.subscribe(None)
     elsewhere = hub.subscribe("b" * 32)
-    hub.on_commit([_batch([_step_start(n) for n in range(1, 6)])])
-    assert len(slow.buffer) == 3 and slow.dropped == 2
+    hub.on_commit([_batch([_step_start(n) for n in range(1, 4)])])
+    (chunk, messages), = slow.take()
+    assert messages == 3 and chunk.count(b"event: step_start") == 3
+    assert fast.buffer[0][0] is chunk  # the same bytes object: not a copy per subscriber
     assert not elsewhere.buffer and not elsewhere.wakeup.is_set()
-    sent = slow.take().decode()
-    assert sent.count("event: step_start") == 3
-    assert 'event: dropped\ndata: {"dropped":2,"total_dropped":2}' in sent
-    hub.on_commit([_batch([_step_start(6)])])
-    assert "dropped" not in slow.take().decode()  # reported once
-    assert hub.stats()["dropped"] == 2
-    hub.unsubscribe(slow)
-    assert hub.stats() == {"subscribers": 1, "messages_sent": 0, "dropped": 2}
+    fast.take()
+    fast.written(len(chunk))  # the fast one's socket took it; the slow one's did not
+    hub.on_commit([_batch([_step_start(n) for n in range(4, 7)])])
+    assert slow.overflowed and slow not in hub.subscribers and not slow.buffer
+    assert not fast.overflowed and fast in hub.subscribers
+    assert hub.stats() == {"subscribers": 2, "messages_sent": 0, "dropped": 3,
+                           "disconnected_slow": 1}

@@ -30,7 +30,7 @@ def _indexes(conn) -> set[str]:
     return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
 
 
-def test_a_version_1_database_migrates_to_2_and_derives_replay_links(tmp_path):
+def test_a_version_1_database_migrates_in_place_and_derives_replay_links(tmp_path):
     conn = _version_1(tmp_path / "v1.db")
     link = {REPLAY_OF_RUN_KEY: "a" * 32, REPLAY_OF_STEP_KEY: "b" * 16, "other": 1}
     conn.execute("INSERT INTO runs (run_id, run_name, started_at, metadata) VALUES "
@@ -54,7 +54,7 @@ def test_a_version_1_database_migrates_to_2_and_derives_replay_links(tmp_path):
 def test_a_new_database_is_created_at_the_current_version(tmp_path):
     conn = sqlite3.connect(tmp_path / "new.db", isolation_level=None)
     assert schema.migrate(conn) == 0
-    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,) == (3,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,) == (4,)
     assert V2_INDEXES <= _indexes(conn)
     conn.close()
 

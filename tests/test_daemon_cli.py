@@ -4,10 +4,14 @@ tokens, and databases written by older versions."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +174,116 @@ def test_port_zero_prints_the_address_it_got(short_tmp):
         assert not daemon.http_url.endswith(":0")
     finally:
         assert daemon.stop() == 0
+
+
+def _intact(daemon_env, home, pid) -> None:
+    """What a running daemon owns is still there, and it still answers."""
+    assert (home / "daemon.sock").exists() and (home / "daemon.json").exists()
+    assert int((home / "daemon.pid").read_text()) == pid
+    status = cli(daemon_env, "status")
+    assert status.returncode == 0 and json.loads(status.stdout)["pid"] == pid
+
+
+def test_a_refused_second_start_touches_nothing_of_the_running_daemon(short_tmp):
+    home = short_tmp / "twice"
+    env = DaemonProcess(home).env
+    first = cli(env, "start", "--detach", "--http", "127.0.0.1:0")
+    assert first.returncode == 0, first.stderr
+    pid = int((home / "daemon.pid").read_text())
+    try:
+        for detach in (("--detach",), ()):
+            again = cli(env, "start", *detach, "--http", "127.0.0.1:0")
+            assert again.returncode == 1
+            assert f"(pid {pid}) is already using the database" in again.stderr
+            _intact(env, home, pid)
+        log = (home / "daemon.log").read_text()
+        assert "already using" not in log  # the refusal is the refused command's own output
+        assert not list(home.glob("start-*.log"))
+        result = subprocess.run(
+            [sys.executable, "-c", "import traceforge_client as tf\n"
+             "with tf.trace_run('still here'):\n    pass\nassert tf.flush(10)"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    finally:
+        assert cli(env, "stop").returncode == 0
+    with sqlite3.connect(home / "traceforge.db") as conn:
+        assert conn.execute("SELECT run_name FROM runs").fetchall() == [("still here",)]
+
+
+def test_sigterm_leaves_no_pid_file_behind(short_tmp):
+    home = short_tmp / "term"
+    env = DaemonProcess(home).env
+    assert cli(env, "start", "--detach", "--http", "127.0.0.1:0").returncode == 0
+    pid = int((home / "daemon.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not (home / "daemon.json").exists(), message="the daemon to stop")
+    wait_until(lambda: not _running(pid), message="the process to exit")
+    assert not (home / "daemon.pid").exists() and not (home / "daemon.sock").exists()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True,
+                          text=True).stdout.strip()[:1] not in ("Z", "")
+
+
+def test_a_database_outside_the_home_and_its_wal_and_shm_are_private(daemon_factory,
+                                                                     short_tmp):
+    elsewhere = short_tmp / "shared"
+    elsewhere.mkdir(mode=0o755)
+    db = elsewhere / "traces.db"
+    old = os.umask(0o022)
+    try:
+        daemon = daemon_factory(("--db", str(db))).start()
+    finally:
+        os.umask(old)
+    daemon.db = db
+    daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('r'):\n"
+                      "    pass\nassert tf.flush(10)")
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert daemon.stop() == 0
+
+
+def test_an_overlong_url_gets_an_error_answer_and_one_log_line(daemon):
+    url = daemon.http_url + "/api/runs?name=" + "x" * 9000
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    assert status in (400, 414)
+    assert daemon.health()["status"] == "ok"
+    log = daemon.log()
+    assert "Traceback" not in log and "LineTooLong" in log
+
+
+def test_status_exits_non_zero_when_the_daemon_is_not_ok(daemon, peers):
+    from protocol_support import batch, frame
+
+    assert cli(daemon.env, "status").returncode == 0
+    daemon.db.unlink()  # from now on nothing can be stored: failing
+    peer = peers(daemon.socket)
+    peer.handshake()
+    peer.send(frame(batch({"type": "run_start", "run_id": "c" * 32, "name": "r",
+                           "start_ns": 1})))
+    assert peer.read()["code"] == "storage_error"
+    status = cli(daemon.env, "status")
+    assert status.returncode == 1 and json.loads(status.stdout)["status"] == "failing"
+
+
+def test_every_setting_is_a_start_flag_and_in_the_readme():
+    from traceforge_daemon.cli import build_parser
+    from traceforge_daemon.settings import SETTINGS
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The daemon"):readme.index("## Client configuration")]
+    start = build_parser()._subparsers._group_actions[0].choices["start"]
+    flags = {option for action in start._actions for option in action.option_strings}
+    for setting in SETTINGS:
+        flag = "--" + setting.name.replace("_", "-")
+        assert flag in flags, f"{setting.name} has no flag"
+        assert f"`{flag}" in section, f"{flag} is not in the README's daemon section"

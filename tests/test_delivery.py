@@ -97,3 +97,23 @@ def test_every_event_ends_acked_or_counted_dropped_and_flush_tells_the_truth(
     assert stats["dropped_total"] == ({"rejected": len(daemon.refused)} if daemon.refused else {})
     assert not set(daemon.acked) & daemon.refused, "a refused batch was sent again"
     assert len(set(daemon.acked) | daemon.refused) == TRACED
+
+
+def test_the_client_waits_as_long_as_the_daemon_asks_before_reconnecting(short_tmp):
+    """retry_after_ms on a storage error and on a refusal at the connection limit: the
+    client's own backoff after a break is 50 ms, so only the daemon's hint explains a wait
+    of 0.6 s (retry_after_ms, less nothing: the jitter only ever adds)."""
+    path = str(short_tmp / "scripted.sock")
+    script = [S(batches=2, then=sd.storage_error_wait(600)), sd.overloaded(600)]
+    with sd.ScriptedDaemon(path, script) as daemon:
+        result = subprocess.run(
+            [sys.executable, "-c", PROGRAM, "2000"], cwd=ROOT, capture_output=True,
+            text=True, timeout=120,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+                 "TRACEFORGE_ADDRESS": f"unix://{path}", "TRACEFORGE_HOME": str(short_tmp)},
+        )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["delivered"] is True
+    first, refused, served = daemon.connections[:3]
+    assert refused.opened_at - first.closed_at >= 0.6
+    assert served.opened_at - refused.closed_at >= 0.6

@@ -42,6 +42,8 @@ IDLE_WAIT = 0.05
 """How long the thread sleeps when there is nothing to send; bounds live-view latency."""
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 """Wait before opening a link again after a failure: doubles, reset by the next ack."""
+RETRY_AFTER_MAX = 60.0
+"""The longest wait a link's ``retry_after`` (the daemon's ``retry_after_ms``) can impose."""
 BATCH_OVERHEAD = 128
 """Room in a batch for everything but its events: type, seq and the drop counts."""
 
@@ -87,6 +89,10 @@ class Link(abc.ABC):
     """Named in messages: "cannot reach <description>"."""
     advice = ""
     """Said once when it cannot be reached: what the user can do about it."""
+    retry_after = 0.0
+    """Seconds the other end asked this client to wait before opening the link again
+    (protocol.md's ``retry_after_ms``), set when it broke; the processor waits at least
+    that long, and clears it."""
 
     @abc.abstractmethod
     def open(self) -> int:
@@ -290,7 +296,11 @@ class BatchProcessor:
         self._back_off()
 
     def _back_off(self) -> None:
-        self._retry_at = time.monotonic() + self._backoff * random.uniform(0.8, 1.2)
+        wait = self._backoff * random.uniform(0.8, 1.2)
+        asked, self.link.retry_after = min(self.link.retry_after, RETRY_AFTER_MAX), 0.0
+        if asked > 0:  # the daemon's storage is failing, or it is full of connections
+            wait = max(wait, asked * random.uniform(1.0, 1.2))
+        self._retry_at = time.monotonic() + wait
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     def _pump(self) -> bool:

@@ -77,6 +77,7 @@ class SocketLink(Link):
             if reply is None:
                 raise LinkError("no hello_ok in time")
             if isinstance(reply, wire.Error):
+                self._note_retry_after(reply)
                 raise LinkError(f"daemon refused the connection: {reply.code}: {reply.message}")
             if not isinstance(reply, wire.HelloOk):
                 raise LinkError(f"expected hello_ok, got {type(reply).__name__}")
@@ -141,6 +142,7 @@ class SocketLink(Link):
                 acked.append(self.sent.popleft()[1])
             return [Acked(tuple(acked))] if acked else []
         if isinstance(message, wire.Error):
+            self._note_retry_after(message)
             replies = []
             reason = f"{message.code}: {message.message}"
             if message.seq is not None and not message.retryable:
@@ -158,6 +160,10 @@ class SocketLink(Link):
                 self.broken = LinkError(f"{message.code}: {message.message}")
             return replies
         return []
+
+    def _note_retry_after(self, error: wire.Error) -> None:
+        if error.retryable and error.retry_after_ms:
+            self.retry_after = max(self.retry_after, error.retry_after_ms / 1000)
 
     def _read_available(self) -> None:
         """Keep the replies already waiting on a connection that broke while sending."""

@@ -11,7 +11,8 @@ The tree follows the data (see ``daemon.py`` for the start and stop order):
 - ``otlp/``: OpenTelemetry interop: steps as OTLP spans and back (export, ingest), and
   the forwarder to an OTLP endpoint;
 - ``daemon.py`` (lifecycle), ``cli.py`` and ``cli_export.py`` (the ``traceforge-daemon``
-  command) and ``settings.py`` (the settings table) on top.
+  command), ``maintenance.py`` (``prune``), ``limits.py`` (connection caps, file
+  descriptors) and ``settings.py`` (the settings table) on top.
 
 Imports point one way: ``http -> otlp -> storage <- ingest`` (``http`` also reads
 ``storage`` directly), the lifecycle above them all, and everything on

@@ -1,4 +1,5 @@
-"""traceforge-daemon start | stop | status | export (``cli_export.py``)"""
+"""traceforge-daemon start | stop | status | prune (``maintenance.py``) | export
+(``cli_export.py``)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,7 @@ import msgspec
 from traceforge_protocol.home import TRACEFORGE_TOKEN, Home
 from traceforge_protocol.version import __version__
 
+from . import maintenance
 from .daemon import Daemon, StartupError
 from .http.ui import DashboardMissing
 from . import cli_export
@@ -34,10 +37,12 @@ from .settings import (
     check_token,
     otlp_header,
     otlp_url,
+    parse_duration,
+    parse_size,
     resolve_token,
     split_host_port,
 )
-from .storage import schema
+from .storage import health, schema
 
 logger = logging.getLogger("traceforge.daemon")
 
@@ -68,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "$TRACEFORGE_HOME")
     for name, kind in (("hello_timeout", float), ("idle_timeout", float),
                        ("body_timeout", float), ("max_frame_bytes", int),
-                       ("max_pending_events", int)):
+                       ("max_pending_events", int), ("max_pending_bytes", _size),
+                       ("max_unacked_bytes", _size), ("max_connections", int),
+                       ("max_http_connections", int), ("http_header_timeout", float),
+                       ("incomplete_after", _duration), ("retention", _duration),
+                       ("retention_size", _size), ("log_file", Path)):
         start.add_argument("--" + name.replace("_", "-"), type=kind, default=defaults[name],
                            help=helps[name])
     start.add_argument("--otlp-endpoint", metavar="URL", help=helps["otlp_endpoint"])
@@ -81,9 +90,38 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
     commands.add_parser("stop", help="stop the running daemon gracefully")
-    commands.add_parser("status", help="print the running daemon's health as JSON")
+    commands.add_parser("status", help="print the running daemon's health as JSON; exit 0 "
+                        "when ok, 2 when degraded, 1 when failing or not running")
+    prune = commands.add_parser(
+        "prune", help="delete old traces: through the running daemon (ingest goes on), or "
+        "directly in the database when none runs")
+    prune.add_argument("--older-than", type=_duration, metavar="AGE",
+                       help="delete runs that started more than AGE ago (e.g. 7d, 12h), "
+                       "except running ones, with their steps")
+    prune.add_argument("--max-size", type=_size, metavar="SIZE",
+                       help="then delete the oldest runs until the data fits in SIZE "
+                       "(e.g. 500MB, 2GiB)")
+    prune.add_argument("--vacuum", action="store_true",
+                       help="afterwards rewrite the database to give all free space back "
+                       "(only with no daemon running; can take a while)")
+    prune.add_argument("--db", type=Path, help="the database (default: the running "
+                       "daemon's, else $TRACEFORGE_HOME/traceforge.db)")
     cli_export.add_parser(commands)
     return parser
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -120,6 +158,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         body_timeout=args.body_timeout,
         max_frame_bytes=args.max_frame_bytes,
         max_pending_events=args.max_pending_events,
+        max_pending_bytes=args.max_pending_bytes,
+        max_unacked_bytes=args.max_unacked_bytes,
+        max_connections=args.max_connections,
+        max_http_connections=args.max_http_connections,
+        http_header_timeout=args.http_header_timeout,
+        incomplete_after=args.incomplete_after,
+        retention=args.retention,
+        retention_size=args.retention_size,
+        log_file=args.log_file.expanduser().absolute() if args.log_file else None,
         otlp_endpoint=endpoint,
         otlp_headers=headers,
         otlp_protocol=args.otlp_protocol,
@@ -150,16 +197,18 @@ def _run_loop(main) -> None:
         asyncio.run(main)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> Optional[str]:
+    """Run until a signal (None) or until the daemon cannot go on (why, for exit 1)."""
     daemon = Daemon(settings)
     stop = asyncio.Event()
+    daemon.on_fatal = stop.set
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
         await daemon.start()
     except BaseException:
-        await daemon.stop()
+        await daemon.stop()  # removes only what this daemon made: a refused start, nothing
         raise
     lines = [
         f"traceforge-daemon {__version__} running (pid {os.getpid()})",
@@ -183,53 +232,72 @@ async def _serve(settings: Settings) -> None:
     await stop.wait()
     logger.info("stopping: committing what was received")
     await daemon.stop()
-    logger.info("stopped")
+    logger.info("stopped" if daemon.fatal is None else f"stopped: {daemon.fatal}")
+    return daemon.fatal
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.detach:
         return _start_detached(settings)
+    outcome: list = []
     try:
-        _run_loop(_serve(settings))
+        _run_loop(_keep(outcome, _serve(settings)))
     except (StartupError, schema.SchemaError, DashboardMissing) as exc:
         print(f"traceforge-daemon: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"traceforge-daemon: cannot listen: {exc}", file=sys.stderr)
         return 1
+    if outcome and outcome[0] is not None:
+        print(f"traceforge-daemon: exiting with an error: {outcome[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
+async def _keep(outcome: list, main) -> None:
+    outcome.append(await main)
+
+
 def _start_detached(settings: Settings) -> int:
+    """Start the daemon in the background. Until it holds its locks its output goes to a
+    file of its own, so a refused start never writes into a running daemon's log; then it
+    appends to daemon.log itself (``--log-file``) and writes daemon.pid."""
     home = settings.home_layout
     home.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    log_path = home.log_file
+    log_path = settings.log_file or home.log_file
     argv = [a for a in sys.argv[1:] if a != "--detach"]
+    if settings.log_file is None:
+        argv += ["--log-file", str(log_path)]
     # PYTHONSAFEPATH (Python 3.11+): `-m` must not put the current directory first on
     # the path, or a source checkout there would run instead of the installed daemon.
     env = {**os.environ, "PYTHONSAFEPATH": "1"}
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "traceforge_daemon", *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
+    fd, early_path = tempfile.mkstemp(prefix="start-", suffix=".log", dir=home.path)
+    try:
+        with os.fdopen(fd, "ab") as early:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "traceforge_daemon", *argv],
+                stdin=subprocess.DEVNULL, stdout=early, stderr=subprocess.STDOUT,
+                start_new_session=True, env=env,
+            )
+        return _wait_for_detached(home, process, Path(early_path), log_path)
+    finally:
+        os.unlink(early_path)
+
+
+def _wait_for_detached(home: Home, process: subprocess.Popen, early: Path,
+                       log_path: Path) -> int:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         state = home.read_state()
         if state is not None and state.pid == process.pid:
-            home.pid_file.write_text(f"{process.pid}\n")
             print(f"traceforge-daemon started in the background (pid {process.pid})")
             print(f"  log:       {log_path}")
             if state.http:
                 print(f"  dashboard: {state.http}/")
             return 0
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            tail = early.read_text(errors="replace").strip().splitlines()[-5:]
             print("traceforge-daemon failed to start:\n  " + "\n  ".join(tail), file=sys.stderr)
             return 1
         time.sleep(0.05)
@@ -261,10 +329,6 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if _alive(pid):
         print(f"daemon (pid {pid}) did not stop within 60 s", file=sys.stderr)
         return 1
-    try:
-        home.pid_file.unlink()
-    except OSError:
-        pass
     print(f"traceforge daemon stopped (pid {pid})")
     return 0
 
@@ -290,7 +354,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                           **msgspec.structs.asdict(state)}, indent=2))
         return 1
     print(json.dumps(health, indent=2))
-    return 0
+    return STATUS_EXIT.get(health.get("status"), 1)
+
+
+STATUS_EXIT = {health.OK: 0, health.DEGRADED: 2, health.FAILING: 1}
+"""`traceforge-daemon status` exit codes; not running or unreachable is 1 too."""
 
 
 def _token_file(home: Home) -> Optional[str]:
@@ -325,4 +393,6 @@ def _main(argv: Optional[list]) -> int:
         return cmd_stop(args)
     if args.command == "export":
         return cli_export.cmd_export(args)
+    if args.command == "prune":
+        return maintenance.cmd_prune(args)
     return cmd_status(args)

@@ -52,14 +52,64 @@ SETTINGS = (
     Setting("max_pending_events", 200_000, "events waiting for the writer before reading pauses"),
     Setting("otlp_endpoint", None, "forward every ended step to this OTLP/HTTP endpoint, e.g. "
             "http://collector:4318 (/v1/traces is added to a URL without a path); off unless "
-            "given; needs pip install 'traceforge[otlp]'"),
+            "given"),
     Setting("otlp_header", (), "a header for the OTLP endpoint, NAME=VALUE (repeatable), e.g. "
             "'Authorization=Bearer abc'"),
     Setting("otlp_protocol", "http/protobuf", "what to forward as: http/protobuf or http/json"),
     Setting("otlp_batch_spans", 512, "most spans per forwarded request"),
+    Setting("max_pending_bytes", 64 * 1024 * 1024,
+            "bytes of frames waiting for the writer (all connections) before reading pauses"),
+    Setting("max_unacked_bytes", 16 * 1024 * 1024,
+            "bytes of frames one connection may have unacked before it is not read"),
+    Setting("max_connections", 1024, "ingest connections per listener; more are refused "
+            "with a retryable 'overloaded'"),
+    Setting("max_http_connections", 256, "HTTP connections held at once; more get 503"),
+    Setting("http_header_timeout", 15.0, "seconds an HTTP connection has to send a complete "
+            "request (and may stay idle between requests)"),
+    Setting("incomplete_after", 3600.0, "seconds after which a running step of a process the "
+            "daemon cannot check (another host, no pid) and that is not connected becomes "
+            "incomplete"),
+    Setting("retention", None, "delete runs older than this automatically, e.g. 30d "
+            "(s, m, h, d, w); off unless given"),
+    Setting("retention_size", None, "delete the oldest runs automatically while the data "
+            "exceeds this size, e.g. 2GB (KB, MB, GB, KiB, MiB, GiB); off unless given"),
+    Setting("log_file", None, "append the log to this file once the daemon holds its locks "
+            "(--detach: $TRACEFORGE_HOME/daemon.log); a refused start never writes to it"),
 )
 
 OTLP_PROTOCOLS = ("http/protobuf", "http/json")
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_duration(text: str) -> float:
+    """'7d', '12h', '90m', '3600s' or a plain number of seconds -> seconds."""
+    value = text.strip().lower()
+    unit = value[-1] if value and value[-1] in DURATION_UNITS else "s"
+    number = value[:-1] if value and value[-1] in DURATION_UNITS else value
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"expected a duration such as 7d, 12h or 30m, got {text!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {text!r}")
+    return seconds
+
+
+def parse_size(text: str) -> int:
+    """'500MB', '2GiB', '1.5gb' or a plain number of bytes -> bytes."""
+    value = text.strip().lower().replace(" ", "")
+    number = value.rstrip("kmgtib")
+    unit = value[len(number):] or "b"
+    try:
+        size = int(float(number) * SIZE_UNITS[unit])
+    except (ValueError, KeyError):
+        raise ValueError(f"expected a size such as 500MB or 2GiB, got {text!r}") from None
+    if size <= 0:
+        raise ValueError(f"a size must be positive, got {text!r}")
+    return size
 
 
 def split_host_port(text: str) -> tuple[str, int]:
@@ -79,8 +129,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_DEFAULT = {setting.name: setting.default for setting in SETTINGS}
+
+
 @dataclass(frozen=True)
 class Settings:
+    """The daemon's settings; every default comes from SETTINGS above."""
+
     home: Path
     db: Path
     socket: Path
@@ -89,15 +144,27 @@ class Settings:
     token: Optional[str] = None
     allow_hosts: tuple[str, ...] = ()
     """Host names (lowercase) the HTTP API answers to besides the ones always allowed."""
-    hello_timeout: float = 5.0
-    idle_timeout: float = 300.0
-    body_timeout: float = 30.0
-    max_frame_bytes: int = wire.MAX_FRAME_BYTES
-    max_pending_events: int = 200_000
+    hello_timeout: float = _DEFAULT["hello_timeout"]
+    idle_timeout: float = _DEFAULT["idle_timeout"]
+    body_timeout: float = _DEFAULT["body_timeout"]
+    max_frame_bytes: int = _DEFAULT["max_frame_bytes"]
+    max_pending_events: int = _DEFAULT["max_pending_events"]
+    max_pending_bytes: int = _DEFAULT["max_pending_bytes"]
+    max_unacked_bytes: int = _DEFAULT["max_unacked_bytes"]
+    max_connections: int = _DEFAULT["max_connections"]
+    max_http_connections: int = _DEFAULT["max_http_connections"]
+    http_header_timeout: float = _DEFAULT["http_header_timeout"]
+    incomplete_after: float = _DEFAULT["incomplete_after"]
+    retention: Optional[float] = None
+    """Seconds (the flag takes 30d and the like)."""
+    retention_size: Optional[int] = None
+    """Bytes (the flag takes 2GB and the like)."""
+    log_file: Optional[Path] = None
+    """Where the log goes once the daemon holds its locks (``--log-file``)."""
     otlp_endpoint: Optional[str] = None
     otlp_headers: tuple[tuple[str, str], ...] = ()
-    otlp_protocol: str = "http/protobuf"
-    otlp_batch_spans: int = 512
+    otlp_protocol: str = _DEFAULT["otlp_protocol"]
+    otlp_batch_spans: int = _DEFAULT["otlp_batch_spans"]
 
     @property
     def home_layout(self) -> Home:

@@ -196,6 +196,9 @@ class Error(msgspec.Struct, tag="error"):
     retryable: bool = False
     seq: Optional[int] = None
     versions: Optional[list[int]] = None
+    retry_after_ms: Optional[int] = None
+    """With a retryable error: wait at least this long before connecting again (the
+    daemon's storage is failing, or it is at its connection limit). None: no hint."""
 
 
 class JsonBatch(msgspec.Struct, forbid_unknown_fields=False):
@@ -226,6 +229,8 @@ IDLE_TIMEOUT = "idle_timeout"
 FRAME_TIMEOUT = "frame_timeout"
 SHUTTING_DOWN = "shutting_down"
 STORAGE_ERROR = "storage_error"
+STORAGE_REJECTED = "storage_rejected"
+OVERLOADED = "overloaded"
 
 def invalid_id(events: list) -> Optional[str]:
     """None if every run and step id in ``events`` is lowercase hex; else the error, worded

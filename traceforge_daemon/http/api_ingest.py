@@ -72,7 +72,8 @@ async def ingest(request: web.Request) -> web.Response:
         await commits.commit(request.app[STORE], [(batch.pid, batch.host, batch.events)],
                              session, batch.dropped)
     except commits.NotStored as exc:
-        code = wire.SHUTTING_DOWN if str(exc) == commits.STOPPING else wire.STORAGE_ERROR
-        return _error(503, code, str(exc), RETRY_AFTER_MS)
+        if not exc.retryable:  # SQLite itself refused these events: resending cannot help
+            return _error(400, exc.code, exc.message)
+        return _error(503, exc.code, exc.message, exc.retry_after_ms or RETRY_AFTER_MS)
     return web.Response(body=_encode({"accepted": len(batch.events)}),
                         content_type="application/json")

@@ -97,8 +97,12 @@ async def traces(request: web.Request) -> web.Response:
     try:
         rejected, why = await receiver.accept(message)
     except NotStored as exc:
-        return _answer(503, answers.status(answers.UNAVAILABLE, str(exc), json), json,
-                       retry_after=5)
+        if not exc.retryable:  # SQLite refused these spans' rows: sending them again cannot help
+            return _answer(400, answers.status(answers.INVALID_ARGUMENT, exc.message, json),
+                           json)
+        retry_after = max(1, (exc.retry_after_ms or 5000) // 1000)
+        return _answer(503, answers.status(answers.UNAVAILABLE, exc.message, json), json,
+                       retry_after=retry_after)
     if rejected:
         logger.info("OTLP ingest rejected %d spans: %s", rejected, why)
     return _answer(200, answers.success(rejected, why, json), json)

@@ -10,7 +10,8 @@ from aiohttp import web
 from ..settings import Settings
 from ..storage.store import Store
 from . import (
-    api_events, api_ingest, api_otlp, api_runs, api_stats, api_steps, guard, login, openapi, ui,
+    api_admin, api_events, api_ingest, api_otlp, api_runs, api_stats, api_steps, guard, login,
+    openapi, ui,
 )
 from .api_stats import HEALTH
 from .errors import json_errors
@@ -29,6 +30,7 @@ def create_app(settings: Settings, store: Store, health_report: Callable[[], dic
     app.router.add_routes(api_ingest.routes)
     app.router.add_routes(api_runs.routes)
     app.router.add_routes(api_steps.routes)
+    app.router.add_routes(api_admin.routes)
     api_events.setup(app)
     api_otlp.setup(app)
     app.router.add_routes(openapi.routes)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from traceforge_protocol.version import __version__
 
-from . import api_events, api_ingest, api_runs, api_stats, api_steps
+from . import api_admin, api_events, api_ingest, api_runs, api_stats, api_steps
 from .docs_page import DOCS_HTML
 from .operations import Operation, Stream
 from .params import MAX_BODY_BYTES, MAX_BODY_DEPTH
@@ -33,7 +33,7 @@ REF = "#/components/schemas/{name}"
 OPERATIONS: tuple[Operation, ...] = (
     *api_runs.routes.operations, *api_steps.routes.operations,
     *api_stats.routes.operations, *api_events.routes.operations,
-    *api_ingest.routes.operations,
+    *api_ingest.routes.operations, *api_admin.routes.operations,
 )
 ERRORS = {
     400: "A parameter is malformed; the message names it",
@@ -42,7 +42,8 @@ ERRORS = {
          "the ingest frame limit",
     415: "The body is not of the content type the route takes",
     503: "Not now: a query ran past its deadline (narrow the filters), or the daemon cannot "
-         "store events at the moment (retry after retry_after_ms)",
+         "store events at the moment (its writer is not running, or storage is failing: "
+         "retry after retry_after_ms)",
 }
 
 

@@ -280,7 +280,9 @@ class StepStats(Shape):
 class EventStats(Shape):
     subscribers: int
     messages_sent: int
-    dropped: int
+    dropped: Annotated[int, Meta(description="Messages never sent because their subscriber "
+                                             "fell too far behind and was disconnected")]
+    disconnected_slow: Annotated[int, Meta(description="Subscribers disconnected as too slow")]
 
 
 class ReaderStats(Shape):
@@ -300,8 +302,14 @@ class Stats(Shape):
 
 class DatabaseHealth(Shape):
     path: str
-    size_bytes: int
+    size_bytes: Annotated[int, Meta(description="The database file plus its WAL")]
+    file_bytes: int
     wal_bytes: int
+    used_bytes: Annotated[int, Meta(description="Pages holding data")]
+    free_page_bytes: Annotated[int, Meta(
+        description="Free pages inside the file, reused by later writes")]
+    disk_free_bytes: Annotated[Optional[int], Meta(
+        description="Free space on the database's filesystem; null where unknown")]
     checkpoints: int
 
 
@@ -336,24 +344,75 @@ class ForwarderHealth(Shape):
     last_success_at: Optional[float]
 
 
-class Health(Shape):
-    """The daemon's health: version, uptime, connections, events received and committed,
-    OTLP ingest and forwarding."""
+class HealthReason(Shape):
+    code: Annotated[str, Meta(description="e.g. disk_full, database_replaced, writer_stopped, "
+                                          "storage_errors_recent, connections_refused")]
+    status: Literal["degraded", "failing"]
+    message: str
+    since: Annotated[float, Meta(description="Unix time it was first seen")]
 
-    status: str
+
+class StorageErrorSeen(Shape):
+    message: str
+    at: float
+
+
+class WriterHealth(Shape):
+    running: bool
+    restarts: int
+
+
+class PruneResult(Shape):
+    """What a prune deleted, and the bytes the data takes before and after."""
+
+    runs_deleted: int
+    steps_deleted: int
+    drops_deleted: int
+    bytes_before: Annotated[int, Meta(description="Bytes in use by data before")]
+    bytes_after: Annotated[int, Meta(description="Bytes in use by data after")]
+    free_bytes_after: Annotated[int, Meta(
+        description="Free pages left in the file, which new writes reuse")]
+    seconds: float
+
+
+class LastPrune(PruneResult):
+    at: float
+
+
+class RetentionHealth(Shape):
+    older_than_s: Optional[float]
+    max_bytes: Optional[int]
+    last_prune: Optional[LastPrune]
+
+
+class Health(Shape):
+    """The daemon's health: a status with its reasons, version, uptime, connections, events
+    received and committed, the database's size and retention, OTLP ingest and forwarding."""
+
+    status: Annotated[Literal["ok", "degraded", "failing"], Meta(
+        description="ok; degraded: storing works but something needs a look; failing: what "
+                    "clients send is not being stored now (they keep it and resend)")]
+    reasons: list[HealthReason]
     version: str
     pid: int
     uptime_s: float
     connections: int
     connections_total: int
     rejected_connections: int
+    refused_at_limit: int
+    max_connections: int
     events_received: int
     events_committed: int
     events_pending: int
+    bytes_pending: int
     transactions: int
     storage_errors: int
+    batches_rejected: int
+    last_storage_error: Optional[StorageErrorSeen]
+    writer: WriterHealth
     client_drops: dict[str, int]
     database: DatabaseHealth
+    retention: RetentionHealth
     socket: str
     tcp: Optional[str]
     http: Optional[str]

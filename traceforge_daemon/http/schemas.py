@@ -36,9 +36,10 @@ MAX_STATS_NAMES = 1000
 KEEPALIVE_SECONDS = 15
 MAX_KEEPALIVE_SECONDS = 300
 
-RunStatus = Literal["running", "success", "error"]
+RunStatus = Literal["running", "success", "error", "incomplete"]
+StepStatus = Literal["running", "ok", "error", "incomplete"]
+"""``incomplete``: its process went away without ending it (storage/sweeps.py)."""
 ExportFormat = Literal["otlp", "flat"]
-StepStatus = Literal["running", "ok", "error"]
 
 
 def _either(*patterns: str) -> str:
@@ -160,6 +161,9 @@ class SearchParams(Params):
         description="Only steps with exactly this name")] = None
     has_error: Annotated[Optional[bool], Meta(
         description="Only failed (true) or not failed (false) steps")] = None
+    status: Annotated[Optional[StepStatus], Meta(
+        description="Only steps in this state (incomplete: its process went away without "
+                    "ending it)")] = None
     min_tokens: Annotated[Optional[Count], Meta(
         description="Only steps with at least this many input plus output tokens")] = None
     start_time: Annotated[Optional[Epoch], Meta(
@@ -174,9 +178,25 @@ class SearchParams(Params):
     def step_filter(self) -> StepFilter:
         return StepFilter(
             run_id=self.run_id, step_name=self.step_name, has_error=self.has_error,
+            status=self.status,
             min_tokens=self.min_tokens, start_time=self.start_time, end_time=self.end_time,
             limit=self.limit, cursor=keyset(self.cursor), payloads=self.payloads,
         )
+
+
+class PruneBody(Input):
+    """What to delete; at least one of the two."""
+
+    older_than_s: Annotated[Optional[Annotated[float, Meta(gt=0, le=MAX_EPOCH)]], Meta(
+        description="Delete runs that started more than this many seconds ago (running ones "
+        "excepted), their steps, and older client drop counts")] = None
+    max_bytes: Annotated[Optional[Annotated[int, Meta(gt=0, le=MAX_INT)]], Meta(
+        description="Then delete the oldest runs until the data takes at most this many "
+        "bytes")] = None
+
+    def check(self) -> None:
+        if self.older_than_s is None and self.max_bytes is None:
+            raise bad("older_than_s", "or 'max_bytes' is required: say what to delete")
 
 
 class StatsParams(Params):

@@ -23,6 +23,7 @@ from traceforge_protocol import wire
 from traceforge_protocol.version import __version__
 
 from ..settings import Settings, tokens_match
+from ..storage.guard import Problem
 from ..storage.store import Store
 from ..storage.writer import WriteBatch
 from .stats import IngestStats
@@ -93,6 +94,13 @@ class IngestConnection:
         self.closed = False
         self._all_acked: Optional[asyncio.Event] = None
         self.refused = False
+        self.unacked_bytes = 0
+        """Bytes of this connection's frames submitted and not yet committed or failed."""
+        self._room = asyncio.Event()
+        self._room.set()
+        self._frame_bytes = 0
+        self._greeted = False
+        self._said_bye = False
 
     def _describe_peer(self) -> str:
         peer = self.writer.get_extra_info("peername")
@@ -112,11 +120,15 @@ class IngestConnection:
                     f"no preface and hello within {settings.hello_timeout:g} s",
                 ) from None
             self.pid, self.host = hello.pid, hello.host
+            self.server.store.connection_opened(self.pid, self.host)
+            self._greeted = True
             while True:
+                await self._wait_for_room()
                 message = await self._read_message(settings.idle_timeout)
                 if isinstance(message, wire.Batch):
-                    await self._accept_batch(message, hello.session)
+                    self._accept_batch(message, hello.session)
                 elif isinstance(message, wire.Bye):
+                    self._said_bye = True
                     await self._drain_acks(settings.hello_timeout)
                     return
                 else:
@@ -148,6 +160,8 @@ class IngestConnection:
             if self.server.stopping:
                 return  # the server closes us after the final commit's acks are out
         finally:
+            if self._greeted:
+                self.server.store.connection_closed(self.pid, self.host, self._said_bye)
             if not self.server.stopping:
                 self.close()
 
@@ -230,9 +244,19 @@ class IngestConnection:
                 wire.FRAME_TIMEOUT,
                 f"a {length}-byte frame body did not arrive within {settings.body_timeout:g} s",
             ) from None
+        self._frame_bytes = length
         return _decode(body)
 
-    async def _accept_batch(self, batch: wire.Batch, session: str) -> None:
+    async def _wait_for_room(self) -> None:
+        """Read no further while this connection, or the writer queue, holds too much: the
+        client's writes back up in its socket. The idle timeout does not run meanwhile."""
+        limit = self.server.settings.max_unacked_bytes
+        while self.unacked_bytes >= limit:
+            self._room.clear()
+            await self._room.wait()
+        await self.server.store.wait_for_room()
+
+    def _accept_batch(self, batch: wire.Batch, session: str) -> None:
         if batch.seq <= self.received_seq:
             raise ProtocolViolation(
                 wire.INVALID_EVENT,
@@ -242,11 +266,17 @@ class IngestConnection:
         if bad_id:
             raise ProtocolViolation(wire.INVALID_EVENT, f"invalid message: {bad_id}", seq=batch.seq)
         self.received_seq = batch.seq
-        await self.server.store.wait_for_room()
         self.server.stats.events_received += len(batch.events)
-        self.server.store.submit(
-            WriteBatch(self, batch.seq, batch.events, self.pid, self.host, session, batch.dropped)
-        )
+        self.unacked_bytes += self._frame_bytes
+        self.server.store.submit(WriteBatch(
+            self, batch.seq, batch.events, self.pid, self.host, session, batch.dropped,
+            self._frame_bytes))
+
+    def settled(self, size: int) -> None:
+        """The Store is done with one of this connection's batches (committed or failed)."""
+        self.unacked_bytes -= size
+        if self.unacked_bytes < self.server.settings.max_unacked_bytes:
+            self._room.set()
 
     async def _drain_acks(self, timeout: float) -> None:
         """After a bye, give the writer up to ``timeout`` to commit what this client sent."""
@@ -294,13 +324,16 @@ class IngestConnection:
             )
         )
 
-    def fail(self, seq: int, message: str) -> None:
-        """The writer could not commit: tell the client to reconnect and resend."""
-        self._send(
-            wire.Error(
-                code=wire.STORAGE_ERROR, message=message, fatal=True, retryable=True, seq=seq
-            )
-        )
+    def fail(self, seq: int, problem: Problem) -> None:
+        """The writer did not commit batch ``seq``: tell the client why, whether to resend
+        (and after how long), and close."""
+        if problem.retryable:
+            message = f"storage error, reconnect and resend: {problem.message}"
+        else:
+            message = f"batch refused, do not resend it: {problem.message}"
+        self._send(wire.Error(
+            code=problem.code, message=message, fatal=True, retryable=problem.retryable,
+            seq=seq, retry_after_ms=problem.retry_after_ms))
         self.close()
 
     def _send(self, message: msgspec.Struct) -> None:

@@ -17,6 +17,9 @@ import stat
 from pathlib import Path
 from typing import Optional
 
+from traceforge_protocol import wire
+
+from ..limits import OVERLOADED_RETRY_AFTER_MS, ConnectionCap
 from ..settings import Settings, is_loopback
 from ..storage.store import Store
 from .connection import IngestConnection
@@ -41,6 +44,11 @@ class IngestServer:
         self.servers: list[asyncio.AbstractServer] = []
         self.tcp_address: Optional[str] = None
         self.stopping = False
+        self.unix_bound = False
+        """True once this server has bound the socket path: only then is it ours to remove."""
+        self.caps = {listener: ConnectionCap(listener, settings.max_connections,
+                                             "--max-connections")
+                     for listener in ("unix", "tcp")}
 
     async def start(self) -> None:
         await self._listen_unix(self.settings.socket)
@@ -67,16 +75,25 @@ class IngestServer:
         server = await asyncio.start_unix_server(
             lambda r, w: self._serve(r, w, "unix"), path=str(path)
         )
+        self.unix_bound = True
         os.chmod(path, 0o600)
         self.servers.append(server)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      listener: str) -> None:
-        require_token = listener == "tcp" and not is_loopback(self.settings.tcp[0])
-        connection = IngestConnection(self, reader, writer, listener, require_token)
-        self.connections.add(connection)
-        self.stats.connections_total += 1
-        await connection.run()
+        cap = self.caps[listener]
+        if not cap.admit():
+            self.stats.rejected_connections += 1
+            _refuse(writer, cap)
+            return
+        try:
+            require_token = listener == "tcp" and not is_loopback(self.settings.tcp[0])
+            connection = IngestConnection(self, reader, writer, listener, require_token)
+            self.connections.add(connection)
+            self.stats.connections_total += 1
+            await connection.run()
+        finally:
+            cap.release()
 
     def forget(self, connection: IngestConnection) -> None:
         """A connection closed: it is no longer one of ours."""
@@ -101,5 +118,21 @@ class IngestServer:
             "connections": len(self.connections),
             "connections_total": self.stats.connections_total,
             "rejected_connections": self.stats.rejected_connections,
+            "refused_at_limit": sum(cap.refused for cap in self.caps.values()),
+            "max_connections": self.settings.max_connections,
             "events_received": self.stats.events_received,
         }
+
+
+
+def _refuse(writer: asyncio.StreamWriter, cap: ConnectionCap) -> None:
+    """At the cap: one retryable error frame, then close, before reading anything."""
+    try:
+        writer.write(wire.encode_frame(wire.Error(
+            code=wire.OVERLOADED, fatal=True, retryable=True,
+            message=f"the daemon holds its maximum of {cap.limit} connections on this "
+                    "listener; retry later",
+            retry_after_ms=OVERLOADED_RETRY_AFTER_MS)))
+        writer.close()
+    except (ConnectionError, RuntimeError):
+        pass

@@ -39,9 +39,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from traceforge_protocol.version import __version__
 
+from ..storage import commits
 from ..storage.daemon_events import CursorWrite
 from ..storage.store import Store
-from ..storage.writer import WriteBatch
 from . import jobs
 from .values import from_json_dict
 
@@ -56,21 +56,8 @@ BATCH_DELAY = 0.2
 """After a commit wakes the forwarder, it waits this long for more steps to batch."""
 IDLE_POLL = 5.0
 SPLIT, REJECTED = "split", "rejected"
-
-
-class _CursorCommit:
-    """The origin of a cursor write: done once it is committed."""
-
-    def __init__(self) -> None:
-        self.done: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    def ack(self, seq: int) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-    def fail(self, seq: int, message: str) -> None:
-        if not self.done.done():
-            self.done.set_exception(RuntimeError(message))
+SESSION = "forwarder"
+"""The session of the forwarder's own cursor writes, whose commits do not wake it."""
 
 
 def retry_after(value: Optional[str]) -> Optional[float]:
@@ -104,7 +91,6 @@ class Forwarder:
         self.task: Optional[asyncio.Task] = None
         self.session: Optional[aiohttp.ClientSession] = None
         self._wake = asyncio.Event()
-        self._own: set = set()
         self.state = "starting"
         self.sent_seq = 0
         self.log_end = 0
@@ -138,7 +124,7 @@ class Forwarder:
             await self.session.close()
 
     def _on_commit(self, items: list) -> None:
-        if any(item.origin not in self._own for item in items):
+        if any(item.session != SESSION for item in items):  # not only our own cursor
             self._wake.set()
 
     # ---- the loop ----
@@ -207,17 +193,12 @@ class Forwarder:
         while True:
             if not self.store.accepting:
                 await asyncio.Event().wait()  # the daemon is stopping: wait to be cancelled
-            commit = _CursorCommit()
-            self._own.add(commit)
             try:
-                self.store.submit(WriteBatch(commit, 1, [event], 0, "", "forwarder"))
-                await commit.done
+                await commits.commit(self.store, [(0, "", [event])], SESSION)
                 return
-            except RuntimeError as exc:
-                self._failed(f"could not store the forwarding cursor: {exc}")
+            except commits.NotStored as exc:
+                self._failed(f"could not store the forwarding cursor: {exc.message}")
                 await asyncio.sleep(FIRST_BACKOFF)
-            finally:
-                self._own.discard(commit)
 
     async def _deliver(self, batch: jobs.Batch):
         """POST until the endpoint takes the batch: the spans it accepted, or SPLIT or

@@ -20,6 +20,8 @@ import logging
 import os
 import sqlite3
 import threading
+import time
+from typing import Optional
 
 logger = logging.getLogger("traceforge.daemon")
 
@@ -47,6 +49,8 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stopping = False
         self._warned: set = set()
+        self.failing_since = 0.0  # time.time() of the first of the failures going on now
+        self.last_error: Optional[str] = None
         self.thread = threading.Thread(
             target=self._run, name="traceforge-checkpointer", daemon=True
         )
@@ -64,7 +68,7 @@ class Checkpointer:
         if self.wal_frames < RESTART_FRAMES:
             return
         try:  # waits at most for the copy this thread is doing
-            busy, wal_frames, copied = self._copy(writer_conn, PASSIVE)
+            busy, wal_frames, copied = self.copy(writer_conn, PASSIVE)
         except sqlite3.Error as exc:
             self._warn_once("checkpoint before a transaction failed", exc)
             return
@@ -77,7 +81,7 @@ class Checkpointer:
         self._wake.set()
         self.thread.join(timeout)
         try:
-            busy, _, _ = self._copy(self.conn, TRUNCATE)
+            busy, _, _ = self.copy(self.conn, TRUNCATE)
             if busy:  # a reader kept a snapshot open past the busy timeout
                 logger.info("the WAL was not emptied at stop; the next start copies it")
         except sqlite3.Error as exc:
@@ -93,15 +97,19 @@ class Checkpointer:
             try:
                 self._checkpoint()
             except Exception as exc:  # a disk error, say: keep trying after the next commit
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.failing_since = self.failing_since or time.time()
                 self._warn_once("checkpoint failed", exc)
+            else:
+                self.failing_since = 0.0
 
-    def _copy(self, conn: sqlite3.Connection, pragma: str) -> tuple[int, int, int]:
+    def copy(self, conn: sqlite3.Connection, pragma: str) -> tuple[int, int, int]:
         """One checkpoint (never two at once): (busy, frames in the WAL, frames copied)."""
         with self._lock:
             return conn.execute(pragma).fetchone()
 
     def _checkpoint(self) -> None:
-        busy, wal_frames, copied = self._copy(self.conn, PASSIVE)
+        busy, wal_frames, copied = self.copy(self.conn, PASSIVE)
         if not busy:
             self.checkpoints += 1
             self.wal_frames = wal_frames

@@ -11,16 +11,30 @@ committed events reach the live stream and the forwarder like any others.
 from __future__ import annotations
 
 import asyncio
+from typing import Optional
 
 from traceforge_protocol import wire
 
+from .guard import Problem
 from .store import Store
 from .writer import WriteBatch
 
+STOPPING = "the daemon is stopping; send these events again later"
+
 
 class NotStored(Exception):
-    """The events could not be committed now (the daemon is stopping, or storage failed);
-    the sender should retry later."""
+    """The events were not committed. ``retryable``: the same events may be stored later
+    (the daemon is stopping, or storage is failing for now); else they never will be."""
+
+    def __init__(self, message: str, code: str = wire.SHUTTING_DOWN, retryable: bool = True,
+                 retry_after_ms: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+        self.retryable, self.retry_after_ms = retryable, retry_after_ms
+
+    @classmethod
+    def from_problem(cls, problem: Problem) -> "NotStored":
+        return cls(problem.message, problem.code, problem.retryable, problem.retry_after_ms)
 
 
 class _Request:
@@ -34,12 +48,12 @@ class _Request:
         if seq >= self.last_seq and not self.done.done():
             self.done.set_result(None)
 
-    def fail(self, seq: int, message: str) -> None:
+    def fail(self, seq: int, problem: Problem) -> None:
         if not self.done.done():
-            self.done.set_exception(NotStored(message))
+            self.done.set_exception(NotStored.from_problem(problem))
 
-
-STOPPING = "the daemon is stopping; send these events again later"
+    def settled(self, size: int) -> None:
+        """Nothing to release: a request's bounds are its body's, already read."""
 
 
 async def commit(store: Store, batches: list[tuple[int, str, list]], session: str,

@@ -8,7 +8,7 @@ shape TraceForge's schema has always had (see ``schema.py``).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from traceforge_protocol import wire
 
@@ -81,7 +81,8 @@ _SUMMARY_OF_START = {
 def live_summary(event) -> Optional[tuple[str, dict]]:
     """(kind, summary) of a committed event, for the live stream: a step in the shape the
     run detail lists it (``rows.STEP_SUMMARY_COLUMNS`` plus ``run_id``), a run with its
-    name, times and status. None for a kind this module does not know."""
+    name, times and status; for a StatusChange, the ids and the new status
+    (``step_incomplete``, ``run_incomplete``). None for a kind this module does not know."""
     kind = type(event)
     if kind is wire.StepEnd:
         row = step_end_row(event, None, 0, "")
@@ -106,4 +107,26 @@ def live_summary(event) -> Optional[tuple[str, dict]]:
         del run["metadata"], run["pid"], run["host"]
         run["duration_ms"] = round((run["ended_at"] - run["started_at"]) * 1000, 3)
         return "run_end", run
+    if kind is StatusChange:
+        if event.step_id is None:
+            return f"run_{event.status}", {"run_id": event.run_id, "status": event.status}
+        return f"step_{event.status}", {"run_id": event.run_id, "step_id": event.step_id,
+                                         "status": event.status}
     return None
+
+
+class StatusChange(NamedTuple):
+    """A stored row whose status the daemon changed itself (not a protocol event): a step
+    (``step_id`` set) or a run that became ``incomplete``."""
+
+    run_id: str
+    step_id: Optional[str]
+    status: str
+
+
+class Changed(NamedTuple):
+    """Rows the writer changed on its own, as a commit listener sees them: like a batch,
+    with ``events``, but from no connection."""
+
+    events: list
+    origin: None = None

@@ -29,6 +29,10 @@ some cursor exists (``daemon_events.EndLog``): a daemon that never forwarded pay
 nothing. (Triggers would keep it without writer code, but their mere presence on
 ``steps`` cost the writer a quarter of its throughput; the writer's one statement per
 transaction costs about 5%, and only while forwarding.)
+
+Version 4 adds the status ``incomplete`` for steps and runs whose process went away
+without ending them (``sweeps.py``), with partial indexes over the running rows by process,
+which the sweeps read, and a partial index of incomplete steps for search.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import sqlite3
 
 from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MIN_SQLITE = (3, 35, 0)  # UPSERT with several ON CONFLICT targets, RETURNING
 
 SCHEMA_V1 = """
@@ -46,7 +50,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_name    TEXT NOT NULL,
     started_at  REAL NOT NULL,
     ended_at    REAL,
-    status      TEXT NOT NULL DEFAULT 'running',  -- running | success | error
+    status      TEXT NOT NULL DEFAULT 'running',  -- running | success | error | incomplete
     metadata    TEXT NOT NULL DEFAULT '{}',        -- JSON
     error       TEXT,
     pid         INTEGER,
@@ -68,7 +72,7 @@ CREATE TABLE IF NOT EXISTS steps (
     latency_ms         REAL,
     started_at         REAL NOT NULL,
     ended_at           REAL,
-    status             TEXT NOT NULL DEFAULT 'running',  -- running | ok | error
+    status             TEXT NOT NULL DEFAULT 'running',  -- running | ok | error | incomplete
     error              TEXT,                       -- "Type: message", NULL on success
     error_type         TEXT,
     traceback          TEXT,
@@ -134,6 +138,12 @@ CREATE TABLE IF NOT EXISTS forward_cursors (
 );
 """
 
+SCHEMA_V4 = """
+CREATE INDEX IF NOT EXISTS idx_steps_running ON steps(pid, host) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS idx_runs_running ON runs(pid, host) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS idx_steps_incomplete ON steps(started_at) WHERE status = 'incomplete';
+"""
+
 
 class SchemaError(Exception):
     """The database cannot be used: too new, or SQLite itself is too old."""
@@ -145,6 +155,31 @@ def check_sqlite_version() -> None:
             f"SQLite {sqlite3.sqlite_version} is too old; TraceForge needs "
             f"{'.'.join(map(str, MIN_SQLITE))} or newer (upgrade Python or its sqlite3 library)"
         )
+
+
+def check_integrity(conn: sqlite3.Connection, path: object) -> None:
+    """SQLite's ``PRAGMA quick_check`` (every page and index entry, without comparing index
+    contents to the tables): SchemaError naming the file and the first problem."""
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as exc:  # e.g. "database disk image is malformed"
+        problems = [f"{type(exc).__name__}: {exc}"]
+    if problems != ["ok"]:
+        raise SchemaError(
+            f"the database {path} is damaged ({problems[0]}); restore a backup, or move it "
+            "aside and start with a new one (sqlite3's .recover can save what is readable)"
+        )
+
+
+def check_integrity_of(path: object) -> None:
+    """``check_integrity`` on a connection of its own, closed before the database is used:
+    a connection that read the file before the writer put it in WAL mode would not see
+    the WAL (its checkpoints would copy nothing)."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        check_integrity(conn, path)
+    finally:
+        conn.close()
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -167,6 +202,9 @@ def migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(statement)
         if version < 3:
             for statement in _statements(SCHEMA_V3):
+                conn.execute(statement)
+        if version < 4:
+            for statement in _statements(SCHEMA_V4):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")

@@ -24,6 +24,9 @@ within ~10,000 rows when matches are that common. Measured on 1,000,000 steps in
 bench/RESULTS-query.md. The walk is slow only if the matches all lie far in the past."""
 
 
+STEP_STATUSES = ("running", "ok", "error", "incomplete")
+
+
 @dataclass(frozen=True)
 class StepFilter:
     """The step search's filters; every combination is allowed."""
@@ -31,6 +34,7 @@ class StepFilter:
     run_id: Optional[str] = None
     step_name: Optional[str] = None
     has_error: Optional[bool] = None
+    status: Optional[str] = None
     min_tokens: Optional[int] = None
     start_time: Optional[float] = None
     end_time: Optional[float] = None
@@ -43,11 +47,13 @@ def choose_index(conn: sqlite3.Connection, f: StepFilter) -> str:
     """The index that drives the search, most selective first.
 
     Failed steps have partial indexes of their own (by time, run and name), so an
-    error search reads failed rows only. A ``min_tokens`` that few steps pass reads
+    error search reads failed rows only; so do incomplete ones (by time). A ``min_tokens`` that few steps pass reads
     those few through the token index, whatever else is asked. Otherwise a run or a
     name narrows the walk, and the time index serves the rest.
     """
-    if f.has_error:
+    if f.status == "incomplete":
+        return "idx_steps_incomplete"
+    if f.has_error or f.status == "error":
         if f.run_id is not None:
             return "idx_steps_errors_by_run"
         if f.step_name is not None:
@@ -80,6 +86,10 @@ def search_sql(f: StepFilter, index: str) -> tuple[str, list]:
         where.append("status = 'error'")  # a literal, so the partial index applies
     elif f.has_error is False:
         where.append("status != 'error'")
+    if f.status is not None:
+        if f.status not in STEP_STATUSES:
+            raise ValueError(f"unknown step status {f.status!r}")
+        where.append(f"status = '{f.status}'")  # a literal, so partial indexes apply
     if f.min_tokens is not None:
         where.append("tokens_input + tokens_output >= ?")
         params.append(f.min_tokens)
