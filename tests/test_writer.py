@@ -16,9 +16,15 @@ def test_a_batch_sqlite_cannot_hold_fails_alone_and_the_writer_carries_on(tmp_pa
     outcomes: "queue.Queue[tuple]" = queue.Queue()
     path = str(tmp_path / "traceforge.db")
     checkpointer = Checkpointer(path)
-    writer = Writer(path, checkpointer,
-                    on_committed=lambda items: outcomes.put(("committed", [i.seq for i in items])),
-                    on_failed=lambda items, message: outcomes.put(("failed", [i.seq for i in items])))
+
+    def settled(committed: list, failed: list) -> None:
+        if committed:
+            outcomes.put(("committed", [item.seq for item in committed]))
+        if failed:
+            outcomes.put(("failed", [item.seq for item, _ in failed]))
+
+    writer = Writer(path, checkpointer, on_settled=settled,
+                    on_died=lambda exc, in_hand: outcomes.put(("died", repr(exc))))
     checkpointer.start()
     writer.start()
     try:

@@ -41,7 +41,7 @@ export const FIELDS = {
     ["ack", "commit"]],
   ack: [["seq", REQUIRED]],
   error: [["code", REQUIRED], ["message", REQUIRED], ["fatal", true], ["retryable", false],
-    ["seq", null], ["versions", null]],
+    ["seq", null], ["versions", null], ["retry_after_ms", null]],
 };
 
 /** `fields` as a complete message of kind `type`: `type` first, then every field of the

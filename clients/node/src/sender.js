@@ -28,6 +28,7 @@ const CONNECT_TIMEOUT_MS = 1000;
 const HELLO_TIMEOUT_MS = 5000;
 const BACKOFF_MIN_MS = 50;
 const BACKOFF_MAX_MS = 2000;
+const RETRY_AFTER_MAX_MS = 60_000; // a daemon's retry_after_ms is honoured up to this
 const NO_SEQ_REFUSALS = new Set(["invalid_event", "malformed", "frame_too_large"]);
 
 export class Sender {
@@ -43,6 +44,7 @@ export class Sender {
     this.maxFrameBytes = MAX_FRAME_BYTES;
     this.maxBatchEvents = MAX_BATCH_EVENTS;
     this.backoffMs = BACKOFF_MIN_MS;
+    this.retryAfterMs = 0;
     this.retryTimer = null;
     this.pumpTimer = null;
     this.waiters = new Set();
@@ -307,6 +309,10 @@ export class Sender {
         console.warn(`traceforge: the daemon rejected events: ${error.code}: ${error.message}`);
       }
     }
+    if (error.retryable && error.retry_after_ms !== null && error.retry_after_ms !== undefined) {
+      // The daemon said how long to wait (a full disk, overload): do not hammer it.
+      this.retryAfterMs = Math.min(Number(error.retry_after_ms), RETRY_AFTER_MAX_MS);
+    }
     this.lastError = `${error.code}: ${error.message}`;
     this.disconnect(null);
   }
@@ -327,7 +333,8 @@ export class Sender {
       }
     }
     if (this.queue.length || this.inflight.length || this.hasDrops() || this.waiters.size) {
-      const delay = this.backoffMs * (0.8 + 0.4 * Math.random());
+      const delay = Math.max(this.backoffMs * (0.8 + 0.4 * Math.random()), this.retryAfterMs);
+      this.retryAfterMs = 0;
       this.backoffMs = Math.min(this.backoffMs * 2, BACKOFF_MAX_MS);
       this.retryTimer = setTimeout(() => {
         this.retryTimer = null;

@@ -194,6 +194,37 @@ test("unacked batches are resent after a broken connection, a refused one is dro
   }
 });
 
+test("after a retryable error with retry_after_ms the client waits that long before reconnecting", async () => {
+  const path = join(dir, "retry.sock");
+  const daemon = new ScriptedDaemon(path);
+  await daemon.listen();
+  const sender = new Sender(loadConfig({ address: `unix://${path}`, flushIntervalMs: 1 }, {}));
+  const tracer = new Tracer(sender);
+  try {
+    await tracer.run("disk full", async () => tracer.step("s", () => 1));
+    const flushed = sender.flush(10_000);
+    const first = await daemon.connection(0);
+    await daemon.frame(first);
+    daemon.send(first, { type: "hello_ok", version: 1 });
+    const batch = await daemon.frame(first);
+    const refusedAt = Date.now();
+    daemon.send(first, { type: "error", code: "storage_error", message: "disk full",
+      retryable: true, seq: batch.seq, retry_after_ms: 700 });
+    const second = await daemon.connection(1);
+    const waited = Date.now() - refusedAt;
+    assert.ok(waited >= 650, `reconnected after ${waited} ms, not after the 700 ms asked for`);
+    await daemon.frame(second);
+    daemon.send(second, { type: "hello_ok", version: 1 });
+    const resent = await daemon.frame(second);
+    assert.deepEqual(resent.events, batch.events);
+    daemon.send(second, { type: "ack", seq: resent.seq });
+    assert.equal(await flushed, true);
+  } finally {
+    await sender.shutdown(100);
+    await daemon.close();
+  }
+});
+
 test("with no daemon, traced code runs unchanged and shutdown does not wait", async () => {
   const sender = new Sender(loadConfig({ address: `unix://${join(dir, "none.sock")}`,
     flushIntervalMs: 1, maxQueueEvents: 2 }, {}));
