@@ -117,8 +117,10 @@ export class CompareView {
       a && el("a", { href: href("run", this.data.run_a.run_id, { step: a.step_id }), class: "small", title: "open in run A" }, "A"),
       a && b && " ",
       b && el("a", { href: href("run", this.data.run_b.run_id, { step: b.step_id }), class: "small", title: "open in run B" }, "B"));
-    cells[1].textContent = pair.match ? pair.match : !a ? "only in B" : "only in A";
-    cells[1].className = pair.match ? "muted" : "only";
+    const side = pair.match ? null : !a ? "only in B" : "only in A";
+    cells[1].textContent = side || pair.match;
+    cells[1].className = `cmp-match ${side ? "only" : "muted"}`;
+    if (side) name.append(" ", el("span", { class: "only only-tag" }, side));
     const put = (k, side, key, f) => { cells[k].textContent = side ? f(side[key]) : ""; };
     put(2, a, "latency_ms", fmt.duration);
     put(3, b, "latency_ms", fmt.duration);

@@ -19,6 +19,7 @@ export class Detail {
   clear(message = "Select a step to see its input, output, tokens, cost and error.") {
     this.stepId = null;
     this.controller?.abort();
+    this.root.classList.add("empty");
     fill(this.root, el("p", { class: "muted detail-empty" }, message));
   }
 
@@ -27,6 +28,7 @@ export class Detail {
     this.controller?.abort();
     this.controller = new AbortController();
     this.stepId = summary.id;
+    this.root.classList.remove("empty");
     const body = el("div", { class: "detail-body" }, el("p", { class: "muted" }, "loading…"));
     fill(this.root, header(summary, run), body);
     let step;

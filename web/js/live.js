@@ -5,7 +5,8 @@
 import { toLogin } from "./api.js";
 
 const handlers = new Map();
-const KINDS = ["run_start", "run_end", "step_start", "step_end"];
+// step_incomplete and run_incomplete: the daemon marked a row whose process went away.
+const KINDS = ["run_start", "run_end", "step_start", "step_end", "step_incomplete", "run_incomplete"];
 let source = null;
 let state = "connecting";
 let everOpen = false;

@@ -154,6 +154,18 @@ function extend(model, step) {
   if (end > model.endMs) model.endMs = end;
 }
 
+/** A status the daemon set itself ({step_id, status}, e.g. incomplete): in place. */
+export function applyStatus(model, change) {
+  const i = model.byId.get(change.step_id);
+  if (i === undefined) return -1;
+  const step = model.steps[i];
+  count(model.totals, step, -1);
+  step.status = change.status;
+  count(model.totals, step, 1);
+  model.version++;
+  return i;
+}
+
 /** A run summary from the live stream (run_end, run_start) merged into the model's run. */
 export function applyRun(model, summary) {
   Object.assign(model.run, summary);

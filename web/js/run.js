@@ -36,7 +36,8 @@ export class RunView {
     this.tokens = new Tokens(this.tokensPane, { onSelect: (i) => this.waterfall.select(i, { scroll: "center" }) });
     this.detail = new Detail(this.detailPane);
     for (const kind of ["step_start", "step_end"]) live.on(kind, (s) => this.onStep(s));
-    for (const kind of ["run_start", "run_end"]) live.on(kind, (r) => this.onRun(r));
+    for (const kind of ["run_start", "run_end", "run_incomplete"]) live.on(kind, (r) => this.onRun(r));
+    live.on("step_incomplete", (change) => this.onStatus(change));
     live.on("resync", () => { if (this.runId && this.active) this.load(this.runId, this.selectedId()); });
     setInterval(() => { if (this.active && this.model?.run.status === "running") this.drawHead(); }, 1000);
   }
@@ -80,6 +81,8 @@ export class RunView {
     this.controller?.abort();
     this.controller = new AbortController();
     this.detail.clear();
+    this.waterfall.setModel(null, { message: "Loading the run's steps…" });
+    this.tokens.setModel(null);
     fill(this.head, el("h1", {}, "Loading run…"));
     this.links.replaceChildren();
     let answer;
@@ -89,7 +92,7 @@ export class RunView {
       if (error.name === "AbortError" || runId !== this.runId) return;
       fill(this.head, el("h1", {}, "Run not found"), el("p", { class: "err" }, error.message),
         el("a", { href: href("runs") }, "← all runs"));
-      this.waterfall.setModel(null);
+      this.waterfall.setModel(null, { message: "No steps to show." });
       return;
     }
     if (runId !== this.runId) return;
@@ -147,6 +150,15 @@ export class RunView {
     if (this.tab === "tokens") this.soon("tokens", () => this.tokens.refresh(), 1000);
     if (index === this.waterfall.selected && summary.status !== "running") {
       this.detail.refresh(this.model.steps[index], this.model.run);
+    }
+  }
+
+  onStatus(change) {
+    if (change.run_id !== this.runId || !this.model) return;
+    const i = M.applyStatus(this.model, change);
+    if (i >= 0 && this.active) {
+      this.waterfall.changed(false);
+      this.soon("head", () => this.drawHead(), 500);
     }
   }
 

@@ -49,6 +49,7 @@ export class RunsView {
     }).observe(this.more);
     live.on("run_start", (r) => this.onRunStart(r));
     live.on("run_end", (r) => this.onRunEnd(r));
+    live.on("run_incomplete", (r) => this.onRunEnd(r));
     live.on("step_start", (s) => this.onStep(s, true));
     live.on("step_end", (s) => this.onStep(s, false));
     live.on("resync", () => { if (this.key) this.reload(); });
@@ -186,7 +187,7 @@ export class RunsView {
     Object.assign(run, summary);
     this.put(run, false);
     this.seenSteps.delete(summary.run_id);
-    this.refreshSoon();
+    this.refreshSoon(summary.run_id);
   }
 
   onStep(step, started) {
@@ -223,15 +224,26 @@ export class RunsView {
     }, 300);
   }
 
-  /** After a run ends, its exact totals from the first page (throttled to one a second). */
-  refreshSoon() {
+  /** After a run ends, its exact totals: the live counts can miss steps that were stored
+   *  while the first page was being read. One small read per run that ended (by its name
+   *  and start time), a second after it ended, never the whole page. */
+  refreshSoon(runId) {
+    (this.ended ||= new Set()).add(runId);
     if (this.refreshTimer) return;
     this.refreshTimer = setTimeout(async () => {
       this.refreshTimer = null;
-      try {
-        const page = await api.get("/api/runs", { ...this.current, limit: 50 });
-        for (const run of page.runs) if (this.runs.has(run.run_id)) this.put(run, false);
-      } catch { /* the live figures stay */ }
+      const ids = [...this.ended];
+      this.ended.clear();
+      for (const id of ids) {
+        const run = this.runs.get(id);
+        if (!run) continue;
+        try {
+          const { runs } = await api.get("/api/runs", { name: run.run_name, start_time: run.started_at,
+            end_time: run.started_at, limit: 10 });
+          const fresh = runs.find((r) => r.run_id === id);
+          if (fresh && this.runs.has(id)) this.put(fresh, false);
+        } catch { /* the live figures stay */ }
+      }
     }, 1000);
   }
 

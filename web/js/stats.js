@@ -75,13 +75,21 @@ export class StatsView {
         el("dd", { class: stats.reader.timeouts ? "err" : "" }, fmt.int(stats.reader.timeouts))));
     if (health) {
       fill(this.health, el("h2", {}, "Daemon"), el("dl", { class: "facts inline" },
+        el("dt", {}, "Status"), el("dd", { class: health.status === "ok" ? "" : "err" },
+          [health.status, ...(health.reasons || []).map((r) => ` · ${r.message}`)].join("")),
         el("dt", {}, "Version"), el("dd", {}, health.version),
         el("dt", {}, "Up for"), el("dd", {}, fmt.duration(health.uptime_s * 1000)),
         el("dt", {}, "Events received · stored · pending"),
         el("dd", {}, `${fmt.int(health.events_received)} · ${fmt.int(health.events_committed)} · ${fmt.int(health.events_pending)}`),
         el("dt", {}, "Connections now · in all"), el("dd", {}, `${fmt.int(health.connections)} · ${fmt.int(health.connections_total)}`),
-        el("dt", {}, "Database"), el("dd", {}, health.database ? `${(health.database.size_bytes / 1e6).toFixed(1)} MB + ${(health.database.wal_bytes / 1e6).toFixed(1)} MB WAL · ${health.database.path}` : "–"),
+        el("dt", {}, "Database"), el("dd", {}, health.database ? databaseSize(health.database) : "–"),
         el("dt", {}, "Live pages"), el("dd", {}, fmt.int(stats.events.subscribers))));
     }
   }
+}
+
+/** "12.3 MB (of which 0.4 MB WAL) · path"; file_bytes where the daemon reports it. */
+function databaseSize(db) {
+  const file = db.file_bytes ?? db.size_bytes;
+  return `${((file + db.wal_bytes) / 1e6).toFixed(1)} MB (of which ${(db.wal_bytes / 1e6).toFixed(1)} MB WAL) · ${db.path}`;
 }

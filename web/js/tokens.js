@@ -41,7 +41,12 @@ export class Tokens {
 
   setModel(model) {
     this.model = model;
-    this.refresh();
+    if (model) this.refresh();
+    else {
+      for (const part of [this.summary, this.models]) part.replaceChildren();
+      this.rows = [];
+      this.list.setCount(0);
+    }
   }
 
   /** Recompute from the model (it changed, or the order did). */

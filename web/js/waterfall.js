@@ -77,7 +77,7 @@ export class Waterfall {
   }
 
   /** Show a new run (or none). Keeps nothing of the previous one. */
-  setModel(model, { filter = "" } = {}) {
+  setModel(model, { filter = "", message = "" } = {}) {
     this.model = model;
     this.selected = -1;
     this.cursor = 0;
@@ -86,7 +86,13 @@ export class Waterfall {
     this.body.scrollTop = 0;
     if (!model) {
       this.rows = new Int32Array(0);
+      this.keep = this.hit = null;
       this.list.setCount(0);
+      this.axis.replaceChildren();
+      this.grid.replaceChildren();
+      this.count.textContent = "";
+      this.empty.textContent = message;
+      this.empty.hidden = !message;
       return;
     }
     this.total = 0;
@@ -209,7 +215,7 @@ export class Waterfall {
       for (const t of ticks) {
         const left = (t / total) * 100;
         lines.push(el("div", { class: "wf-line", style: { left: `${left}%` } }));
-        if (left < 94) labels.push(el("span", { class: "wf-tick", style: { left: `${left}%` } }, M.tickLabel(t, step)));
+        if ((t / total) * width + 52 <= width) labels.push(el("span", { class: "wf-tick", style: { left: `${left}%` } }, M.tickLabel(t, step)));
       }
       this.axis.replaceChildren(...labels);
       this.grid.replaceChildren(...lines);
