@@ -69,6 +69,7 @@ function count(totals, step, sign) {
   totals.tout += sign * step.tout;
   totals.tcr += sign * step.tcr;
   totals.tcw += sign * step.tcw;
+  if (step.status === "running") return;  // not priced yet, either way
   if (step.cost == null) totals.unpriced += sign;
   else {
     totals.priced += sign;
@@ -128,10 +129,10 @@ export function applyStep(model, summary) {
 
 function fields(s, offset) {
   return {
-    name: s.step_name, model: s.model, status: s.status, start: offset, dur: s.latency_ms,
+    name: s.step_name, model: s.model ?? null, status: s.status, start: offset, dur: s.latency_ms ?? null,
     tin: s.tokens_input || 0, tout: s.tokens_output || 0, tcr: s.tokens_cache_read || 0,
-    tcw: s.tokens_cache_write || 0, cost: s.cost_usd,
-    errorType: s.error_type, error: s.error,
+    tcw: s.tokens_cache_write || 0, cost: s.cost_usd ?? null,
+    errorType: s.error_type ?? null, error: s.error ?? null,
   };
 }
 
