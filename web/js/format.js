@@ -39,10 +39,13 @@ export function fromLocalInput(value) {
   return Number.isNaN(time) ? null : time / 1000;
 }
 
-/** A whole number with thousands separators: 1,234,567. */
+const INT = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+/** A whole number with thousands separators: 1,234,567. (One shared formatter: a
+ *  toLocaleString call builds a new one each time, which a redraw of 40 rows notices.) */
 export function int(n) {
   if (n == null) return "–";
-  return Math.round(n).toLocaleString("en-US");
+  return INT.format(Math.round(n));
 }
 
 /** Tokens, compact for narrow columns: 950, 12.3k, 1.23M. */

@@ -14,6 +14,7 @@ const INDENT = 14;
 const MAX_INDENT_LEVELS = 40;
 const LIVE_REDRAW_MS = 250;  // running bars grow at 4 frames a second: smooth, and cheap
 const REFLATTEN_MS = 200;    // new steps re-shape the tree at most 5 times a second
+const REDRAW_MS = 100;       // ended steps redraw the rows in view at most 10 times a second
 
 export class Waterfall {
   constructor(root, { onSelect, onFilter }) {
@@ -34,7 +35,15 @@ export class Waterfall {
       create: () => this.createRow(),
       render: (node, row) => this.renderRow(node, row),
     });
-    new ResizeObserver(() => this.drawAxis(true)).observe(this.axis);
+    this.width = 0;  // the axis's width, read only when it changes (no forced layouts)
+    new ResizeObserver((entries) => {
+      this.width = entries[entries.length - 1].contentRect.width;
+      const axisBox = this.axis.getBoundingClientRect();
+      const wrapBox = this.grid.parentNode.getBoundingClientRect();
+      this.grid.style.left = `${axisBox.left - wrapBox.left}px`;
+      this.grid.style.width = `${axisBox.width}px`;
+      this.drawAxis(true);
+    }).observe(this.axis);
     this.timer = setInterval(() => this.tick(), LIVE_REDRAW_MS);
   }
 
@@ -156,6 +165,7 @@ export class Waterfall {
     const cursorStep = this.rows.length ? this.rows[this.cursor] : -1;
     const atBottom = this.body.scrollTop + this.body.clientHeight >= this.body.scrollHeight - ROW_HEIGHT;
     this.rows = M.flatten(this.model, this.keep);
+    this.updateAxis(false);
     const found = cursorStep >= 0 ? this.rows.indexOf(cursorStep) : -1;
     this.cursor = found >= 0 ? found : Math.min(this.cursor, Math.max(0, this.rows.length - 1));
     this.body.setAttribute("aria-rowcount", this.rows.length);
@@ -172,20 +182,29 @@ export class Waterfall {
     if (structural) {
       if (!this.reflowTimer) this.reflowTimer = setTimeout(() => {
         if (this.keep) this.applyFilter(false); else this.reflow({ follow: true });
-        this.drawAxis(false);
       }, REFLATTEN_MS);
-    } else if (!this.redrawPending) {
-      this.redrawPending = true;
-      requestAnimationFrame(() => {
-        this.redrawPending = false;
+    } else if (!this.redrawTimer && !this.reflowTimer) {
+      this.redrawTimer = setTimeout(() => {
+        this.redrawTimer = null;
         this.drawAxis(false);
-      });
+      }, REDRAW_MS);
     }
   }
 
+  /** Time passed: while the run runs, grow the running bars (only those, unless the axis
+   *  rescaled, when every bar moves). */
   tick() {
     if (!this.model || document.hidden) return;
-    if (this.model.run.status === "running" || this.model.totals.running > 0) this.drawAxis(false);
+    if (this.model.run.status !== "running" && this.model.totals.running === 0) return;
+    if (this.measure() !== this.total || this.width !== this.drawnWidth) {
+      this.drawAxis(false);
+      return;
+    }
+    for (const node of this.list.pool) {
+      if (node._index < 0 || !node.classList.contains("st-running")) continue;
+      const step = this.model.steps[this.rows[node._index]];
+      if (step.dur == null) node.children[1].firstChild.style.width = `${M.bar(step, this.total, this.now).width}%`;
+    }
   }
 
   // ---- the time axis ----
@@ -201,30 +220,34 @@ export class Waterfall {
     return this.total >= exact && this.total <= exact * 2 ? this.total : exact * 1.33;
   }
 
-  drawAxis(resized) {
+  /** Redraw the axis if its length or width changed (force: anyway), then the rows. */
+  drawAxis(force = false) {
     if (!this.model) return;
-    const total = this.measure();
-    const width = this.axis.clientWidth;
-    if (resized || total !== this.total || width !== this.axisWidth) {
-      this.total = total;
-      this.body.dataset.totalMs = total;
-      this.axisWidth = width;
-      const { step, ticks } = M.ticks(total, width);
-      const labels = [];
-      const lines = [];
-      for (const t of ticks) {
-        const left = (t / total) * 100;
-        lines.push(el("div", { class: "wf-line", style: { left: `${left}%` } }));
-        if ((t / total) * width + 52 <= width) labels.push(el("span", { class: "wf-tick", style: { left: `${left}%` } }, M.tickLabel(t, step)));
-      }
-      this.axis.replaceChildren(...labels);
-      this.grid.replaceChildren(...lines);
-      const axisBox = this.axis.getBoundingClientRect();
-      const wrapBox = this.grid.parentNode.getBoundingClientRect();
-      this.grid.style.left = `${axisBox.left - wrapBox.left}px`;
-      this.grid.style.width = `${axisBox.width}px`;
-    }
+    this.updateAxis(force);
     this.list.render(true);
+  }
+
+  /** Ticks and grid lines for the current axis length; true when they were redrawn. */
+  updateAxis(force) {
+    const total = this.measure();
+    const width = this.width;
+    if (!force && total === this.total && width === this.drawnWidth) return false;
+    this.total = total;
+    this.drawnWidth = width;
+    this.body.dataset.totalMs = total;
+    const { step, ticks } = M.ticks(total, width);
+    const labels = [];
+    const lines = [];
+    for (const t of ticks) {
+      const left = (t / total) * 100;
+      lines.push(el("div", { class: "wf-line", style: { left: `${left}%` } }));
+      if ((t / total) * width + 52 <= width) {
+        labels.push(el("span", { class: "wf-tick", style: { left: `${left}%` } }, M.tickLabel(t, step)));
+      }
+    }
+    this.axis.replaceChildren(...labels);
+    this.grid.replaceChildren(...lines);
+    return true;
   }
 
   // ---- folding, filtering, moving ----
