@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
+import socket
 from pathlib import Path
 
 import pytest
 
 from api_support import get
+from conftest import DaemonProcess
 from dashboard_support import CHROMIUM, DashboardDaemon
 
 EXPECT_MS = 10_000
@@ -114,6 +115,10 @@ def test_the_waterfall_has_one_bar_per_step_in_time_order_by_depth_and_offset(da
         step = steps[r["id"]]
         assert r["left"] == pytest.approx(step["offset_ms"] / total * 100, abs=0.5)
         assert r["width"] == pytest.approx(step["latency_ms"] / total * 100, abs=0.5)
+    export = page.get_by_role("link", name="Export JSONL")
+    assert export.get_attribute("href") == f"/api/runs/{dash.ids['a']}/export"
+    answer = page.request.get(dash.url + export.get_attribute("href"))
+    assert answer.ok and len(answer.text().splitlines()) == 5
     # ticks: "0" at the left edge, then evenly spaced labels
     ticks = page.locator(".wf-axis .wf-tick").all_inner_texts()
     assert ticks[0] == "0" and len(ticks) >= 3 and all(t.endswith("ms") for t in ticks[1:])
@@ -253,6 +258,40 @@ def test_a_new_run_appears_live_its_running_bar_grows_and_the_run_is_not_refetch
     assert len(whole_run) == 1, whole_run  # fetched once; every later event updated in place
 
 
+def test_after_a_reconnect_the_page_catches_up_without_a_reload(browser, short_tmp):
+    with socket.socket() as probe:  # one port for both lives of the daemon
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = DaemonProcess(short_tmp / "home", ("--http", f"127.0.0.1:{port}"))
+    daemon.home.mkdir(parents=True)
+    daemon.start()
+    page = new_page(browser)
+    stream_open = {"yes": True}
+    page.route("**/api/events*", lambda route: route.continue_() if stream_open["yes"]
+               else route.abort())
+    try:
+        daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('before'):\n"
+                          "    pass\nassert tf.flush(10)\n")
+        page.goto(daemon.http_url + "/#/runs")
+        page.locator("#runs tbody tr", has_text="before").wait_for()
+        page.wait_for_function("document.querySelector('#live').dataset.state === 'live'")
+        stream_open["yes"] = False
+        assert daemon.stop() == 0  # the stream ends; reconnecting fails while we say so
+        page.wait_for_function("document.querySelector('#live').dataset.state !== 'live'")
+        daemon.start()
+        daemon.run_python("import traceforge_client as tf\nwith tf.trace_run('while away'):\n"
+                          "    pass\nassert tf.flush(10)\n")
+        page.wait_for_timeout(500)
+        assert page.locator("#runs tbody tr", has_text="while away").count() == 0
+        stream_open["yes"] = True  # the next retry connects: the page refetches what it shows
+        page.locator("#runs tbody tr", has_text="while away").wait_for()
+        assert page.locator("#live").inner_text() == "live"
+    finally:
+        page.context.close()
+        daemon.stop()
+    assert not [e for e in page.errors if "ERR_FAILED" not in e], page.errors
+
+
 def test_the_compare_view_colours_the_deltas_of_two_known_runs(dash, page):
     visit(page, dash, f"compare?a={dash.ids['a']}&b={dash.ids['b']}")
     page.locator(".cmp-body .cmp-row").first.wait_for()
@@ -272,6 +311,18 @@ def test_the_compare_view_colours_the_deltas_of_two_known_runs(dash, page):
     assert "verify" in page.locator(".cmp-row.only-b").inner_text()
     cost = page.locator(".cmp-totals tr[data-figure='cost_usd'] .delta")
     assert "worse" in cost.get_attribute("class") and cost.inner_text() == "▲ +$0.001"
+
+
+def test_compare_with_picks_the_other_run_from_a_dialog_same_name_first(dash, page):
+    visit(page, dash, f"run/{dash.ids['a']}")
+    wait_rows(page, 5)
+    page.get_by_role("button", name="Compare with…").click()
+    first = page.locator("dialog.picker .picker-run").first
+    first.wait_for()
+    assert first.get_attribute("data-run-id") == dash.ids["b"]  # the other "agent" run
+    first.click()
+    page.locator(".cmp-body .cmp-row").first.wait_for()
+    assert f"a={dash.ids['a']}" in page.url and f"b={dash.ids['b']}" in page.url
 
 
 def test_compare_is_picked_from_the_run_list(dash, page):
