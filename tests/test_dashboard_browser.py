@@ -115,6 +115,12 @@ def test_the_waterfall_has_one_bar_per_step_in_time_order_by_depth_and_offset(da
         step = steps[r["id"]]
         assert r["left"] == pytest.approx(step["offset_ms"] / total * 100, abs=0.5)
         assert r["width"] == pytest.approx(step["latency_ms"] / total * 100, abs=0.5)
+    row_named(page, "think").locator(".wf-bar").hover()
+    tip = page.locator(".tooltip")
+    tip.wait_for()
+    text = tip.inner_text()
+    assert "think" in text and "claude-haiku-4-5" in text and "100 in · 50 out" in text
+    assert re.search(r"\d+(\.\d+)? ms", text) and "null" not in text
     export = page.get_by_role("link", name="Export JSONL")
     assert export.get_attribute("href") == f"/api/runs/{dash.ids['a']}/export"
     answer = page.request.get(dash.url + export.get_attribute("href"))
@@ -443,8 +449,8 @@ def test_search_finds_steps_across_runs_and_links_each_to_its_step(dash, page):
     found = page.locator("#search-results tbody tr")
     assert found.count() == 1 and found.get_attribute("data-step-id") == dash.ids["a_think"]
     visit(page, dash, "search?error=true")
-    page.locator("#search-results tbody tr").first.wait_for()
-    found.locator("a.step-link").first.click()
+    failed = page.locator(f"#search-results tbody tr[data-step-id='{dash.ids['failed_step']}']")
+    failed.locator("a.step-link").click()
     assert detail_title(page).inner_text() == "fetch"
 
 

@@ -32,6 +32,7 @@ export class CompareView {
     const b = route.params.get("b");
     if (!a || !b) {
       this.data = null;
+      this.key = null;
       fill(this.head, el("h1", {}, "Compare two runs"),
         el("p", {}, "Tick two runs in the ", el("a", { href: href("runs") }, "run list"),
           ", or open a run and choose ", el("em", {}, "Compare with…"), "."),
@@ -41,13 +42,19 @@ export class CompareView {
       this.list.setCount(0);
       return;
     }
-    if (this.data && this.key === `${a}|${b}`) return;
+    if (this.key === `${a}|${b}`) return;
     this.key = `${a}|${b}`;
+    this.data = null;
     fill(this.head, el("h1", {}, "Comparing…"));
+    this.totals.replaceChildren();  // nothing of the last pair stays in view
+    this.caption.textContent = "";
+    this.list.setCount(0);
     let data;
     try {
       data = await api.get("/api/compare", { run_id_a: a, run_id_b: b });
     } catch (error) {
+      if (this.key !== `${a}|${b}`) return;
+      this.key = null;  // visiting again tries again
       fill(this.head, el("h1", {}, "Cannot compare"), el("p", { class: "err" }, error.message));
       this.list.setCount(0);
       return;

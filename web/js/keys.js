@@ -2,7 +2,7 @@
 
 import { el } from "./dom.js";
 import { current } from "./router.js";
-import { KEYS as WATERFALL_KEYS } from "./waterfall-keys.js";
+import { KEYS as WATERFALL_KEYS } from "./waterfall-input.js";
 
 const GLOBAL_KEYS = [
   ["?", "show this list"],

@@ -68,6 +68,10 @@ export class SearchView {
   async load(fresh) {
     const key = this.key;
     this.status.textContent = "searching…";
+    if (fresh) {
+      this.body.replaceChildren();  // no result of the last search is left in view
+      this.more.hidden = true;
+    }
     let page;
     try {
       page = await api.get("/api/search", { ...this.query, cursor: fresh ? null : this.cursor });
@@ -76,7 +80,6 @@ export class SearchView {
       return;
     }
     if (key !== this.key) return;
-    if (fresh) this.body.replaceChildren();
     for (const step of page.steps) this.body.append(row(step));
     this.cursor = page.next_cursor;
     this.more.hidden = !this.cursor;

@@ -7,7 +7,7 @@ import { el } from "./dom.js";
 import * as fmt from "./format.js";
 import * as M from "./model.js";
 import { VirtualList } from "./vlist.js";
-import { handleKey } from "./waterfall-keys.js";
+import { handleKey, hover } from "./waterfall-input.js";
 
 export const ROW_HEIGHT = 24;
 const INDENT = 14;
@@ -80,7 +80,7 @@ export class Waterfall {
       this.empty), this.tooltip);
     this.body.addEventListener("click", (e) => this.click(e));
     this.body.addEventListener("keydown", (e) => handleKey(this, e));
-    this.body.addEventListener("pointermove", (e) => this.hover(e));
+    this.body.addEventListener("pointermove", (e) => hover(this, e));
     this.body.addEventListener("pointerleave", () => { this.tooltip.hidden = true; });
     this.body.addEventListener("scroll", () => { this.tooltip.hidden = true; }, { passive: true });
   }
@@ -372,31 +372,5 @@ export class Waterfall {
     this.cursor = node._index;
     this.select(stepIndex, { scroll: "nearest" });
     node.focus({ preventScroll: true });
-  }
-
-  hover(event) {
-    const track = event.target.closest(".wf-track");
-    if (!track) {
-      this.tooltip.hidden = true;
-      return;
-    }
-    const step = this.model.steps[Number(track.parentNode.dataset.index)];
-    if (this.tooltipStep !== step || this.tooltip.hidden) {
-      this.tooltipStep = step;
-      const tokens = step.tin + step.tout;
-      this.tooltip.replaceChildren(
-        el("strong", {}, step.name),
-        el("div", {}, step.dur == null ? `running for ${fmt.duration(this.now - step.start)}`
-          : fmt.duration(step.dur), el("span", { class: "muted" }, ` · starts at +${fmt.duration(step.start)}`)),
-        step.model && el("div", {}, step.model),
-        tokens ? el("div", {}, `${fmt.int(step.tin)} in · ${fmt.int(step.tout)} out` +
-          (step.tcr || step.tcw ? ` · cache ${fmt.int(step.tcr)} read, ${fmt.int(step.tcw)} write` : "")) : null,
-        step.status === "error" && el("div", { class: "err" }, step.error || step.errorType || "error"));
-      this.tooltip.hidden = false;
-    }
-    const x = Math.min(event.clientX + 14, window.innerWidth - this.tooltip.offsetWidth - 8);
-    const y = event.clientY + 18 + this.tooltip.offsetHeight > window.innerHeight
-      ? event.clientY - this.tooltip.offsetHeight - 10 : event.clientY + 18;
-    this.tooltip.style.transform = `translate(${Math.max(4, x)}px, ${y}px)`;
   }
 }

@@ -1,4 +1,8 @@
-// The waterfall's keys (the ? overlay lists them): arrows move and fold, Enter opens.
+// The waterfall's input: its keys (the ? overlay lists them: arrows move and fold, Enter
+// opens) and the tooltip that follows the pointer over the bars.
+
+import { el, fill } from "./dom.js";
+import * as fmt from "./format.js";
 
 export const KEYS = [
   ["↑ ↓  or  k j", "previous / next step"],
@@ -62,4 +66,32 @@ export function handleKey(wf, event) {
     event.preventDefault();
     event.stopPropagation();
   }
+}
+
+/** Show the hovered bar's name, duration, model, tokens and error beside the pointer. */
+export function hover(wf, event) {
+  const tip = wf.tooltip;
+  const track = event.target.closest(".wf-track");
+  if (!track) {
+    tip.hidden = true;
+    return;
+  }
+  const step = wf.model.steps[Number(track.parentNode.dataset.index)];
+  if (wf.tooltipStep !== step || tip.hidden) {
+    wf.tooltipStep = step;
+    const tokens = step.tin + step.tout;
+    fill(tip,
+      el("strong", {}, step.name),
+      el("div", {}, step.dur == null ? `running for ${fmt.duration(wf.now - step.start)}` : fmt.duration(step.dur),
+        el("span", { class: "muted" }, ` · starts at +${fmt.duration(step.start)}`)),
+      step.model && el("div", {}, step.model),
+      tokens ? el("div", {}, `${fmt.int(step.tin)} in · ${fmt.int(step.tout)} out` +
+        (step.tcr || step.tcw ? ` · cache ${fmt.int(step.tcr)} read, ${fmt.int(step.tcw)} write` : "")) : null,
+      step.status === "error" && el("div", { class: "err" }, step.error || step.errorType || "error"));
+    tip.hidden = false;
+  }
+  const x = Math.min(event.clientX + 14, window.innerWidth - tip.offsetWidth - 8);
+  const y = event.clientY + 18 + tip.offsetHeight > window.innerHeight
+    ? event.clientY - tip.offsetHeight - 10 : event.clientY + 18;
+  tip.style.transform = `translate(${Math.max(4, x)}px, ${y}px)`;
 }
