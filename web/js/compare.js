@@ -97,7 +97,8 @@ export class CompareView {
         el("th", { class: "num" }, "B"), el("th", { class: "num" }, "B − A"))),
       el("tbody", {}, figures.map(([label, key, f]) => el("tr", { dataset: { figure: key } },
         el("th", { scope: "row" }, label), el("td", { class: "num" }, f(totals.a[key])),
-        el("td", { class: "num" }, f(totals.b[key])), deltaCell("td", totals.delta[key], f))))));
+        el("td", { class: "num" }, f(totals.b[key])),
+        deltaCell("td", totals.delta[key], f, key === "duration_ms" ? noise(totals.a[key], totals.b[key]) : 0))))));
     this.rows = steps;
     const onlyA = this.data.only_in_a.length;
     const onlyB = this.data.only_in_b.length;
@@ -131,7 +132,8 @@ export class CompareView {
     const put = (k, side, key, f) => { cells[k].textContent = side ? f(side[key]) : ""; };
     put(2, a, "latency_ms", fmt.duration);
     put(3, b, "latency_ms", fmt.duration);
-    setDelta(cells[4], delta && delta.latency_ms, fmt.duration);
+    setDelta(cells[4], delta && delta.latency_ms, fmt.duration,
+      noise(a && a.latency_ms, b && b.latency_ms));
     const total = (s) => s.tokens_input + s.tokens_output;
     cells[5].textContent = a ? fmt.int(total(a)) : "";
     cells[6].textContent = b ? fmt.int(total(b)) : "";
@@ -142,15 +144,21 @@ export class CompareView {
   }
 }
 
-function deltaCell(tag, value, f) {
+function deltaCell(tag, value, f, tolerance) {
   const cell = el(tag, {});
-  setDelta(cell, value, f);
+  setDelta(cell, value, f, tolerance);
   return cell;
 }
 
-/** A delta as "▼ −12 ms" (green: B is better) or "▲ +12 ms" (red: B is worse). */
-function setDelta(cell, value, f) {
-  const verdict = fmt.verdict(value);
+/** Timings differing by less than this are the same run to run: 2 %, at least 0.1 ms. */
+function noise(a, b) {
+  return a == null || b == null ? 0 : Math.max(0.1, 0.02 * Math.max(a, b));
+}
+
+/** A delta as "▼ −12 ms" (green: B is better) or "▲ +12 ms" (red: B is worse); within
+ *  tolerance it is shown grey, as neither. */
+function setDelta(cell, value, f, tolerance = 0) {
+  const verdict = value != null && Math.abs(value) < tolerance ? 0 : fmt.verdict(value);
   cell.className = `num delta ${verdict > 0 ? "better" : verdict < 0 ? "worse" : "same"}`;
   cell.textContent = value == null ? "" : value === 0 ? "=" : `${value < 0 ? "▼" : "▲"} ${fmt.signed(value, f)}`;
   cell.title = value == null ? "" : verdict > 0 ? "B is better" : verdict < 0 ? "B is worse" : "the same";
