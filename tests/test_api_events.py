@@ -99,6 +99,10 @@ def test_a_subscriber_sees_step_start_and_end_within_a_second_of_commit(daemon):
         assert arrived - committed < 1.0
         assert start["step_name"] == "slow_step" and start["run_id"] == run_id
         assert "input_data" not in start and "big" not in json.dumps(start)
+        # a start carries what a start knows; its end, tokens and cost come with step_end
+        assert set(start) == {"step_id", "parent_step_id", "step_name", "model", "status",
+                              "started_at", "run_id", "type"}
+        assert start["status"] == "running" and start["parent_step_id"] is None
 
         script.stdin.write("\n")
         script.stdin.flush()

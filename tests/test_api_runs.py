@@ -102,11 +102,57 @@ def test_run_detail_carries_payloads_only_when_asked(demo):
     assert first["run_id"] == demo.ids["a"]
 
 
+def columns_as_steps(answer: dict) -> list[dict]:
+    """The compact columns of /api/runs/{id}/steps turned back into one dict per step."""
+    cols, ids = answer["steps"], answer["steps"]["step_id"]
+    errors = {error["index"]: error for error in answer["errors"]}
+    return [{
+        "step_id": ids[i],
+        "parent_step_id": None if cols["parent"][i] < 0 else ids[cols["parent"][i]],
+        "step_name": answer["names"][cols["name"][i]],
+        "model": None if cols["model"][i] < 0 else answer["models"][cols["model"][i]],
+        "status": answer["statuses"][cols["status"][i]],
+        "offset_ms": cols["offset_ms"][i],
+        "latency_ms": cols["latency_ms"][i],
+        **{key: cols[key][i] for key in ("tokens_input", "tokens_output", "tokens_cache_read",
+                                         "tokens_cache_write", "cost_usd")},
+        "error_type": errors.get(i, {}).get("error_type"),
+        "error": errors.get(i, {}).get("error"),
+    } for i in range(answer["count"])]
+
+
+@pytest.mark.parametrize("which", ["a", "errors", "unpriced"])
+def test_run_steps_as_columns_hold_the_same_steps_as_the_run_detail(demo, which):
+    run_id = demo.ids[which]
+    detail = get(demo.url, f"/api/runs/{run_id}")
+    answer = get(demo.url, f"/api/runs/{run_id}/steps")
+    assert answer["run"] == detail["run"] and answer["timeline"] == detail["timeline"]
+    assert answer["count"] == len(detail["steps"]) == len(answer["steps"]["step_id"])
+    assert all(len(column) == answer["count"] for column in answer["steps"].values())
+    fields = ("step_id", "parent_step_id", "step_name", "model", "status", "offset_ms",
+              "tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write",
+              "cost_usd", "error_type", "error")
+    for got, step in zip(columns_as_steps(answer), detail["steps"]):
+        assert {key: got[key] for key in fields} == {key: step[key] for key in fields}
+        assert got["latency_ms"] == pytest.approx(step["latency_ms"], abs=0.001)
+    assert answer["orphans"] == []
+
+
+def test_run_steps_columns_mark_orphans_and_break_parent_cycles():
+    from traceforge_daemon.storage.runs_query import _break_cycles
+
+    parents = [-1, 0, 3, 2, 3]  # 2 and 3 are each other's parent; 4 hangs below them
+    assert _break_cycles(parents) == [2]
+    assert parents == [-1, 0, -1, 2, 3]
+
+
 def test_unknown_run_is_404_and_malformed_id_is_400(demo):
     status, body, _ = call(demo.url, "GET", "/api/runs/" + "0" * 32)
     assert (status, body["status"]) == (404, 404) and "0" * 32 in body["error"]
     status, body, _ = call(demo.url, "GET", "/api/runs/NOT-A-RUN")
     assert status == 400 and "run_id" in body["error"]
+    status, body, _ = call(demo.url, "GET", "/api/runs/" + "0" * 32 + "/steps")
+    assert (status, body["status"]) == (404, 404)
 
 
 def test_the_flat_export_is_one_span_per_step_with_llm_and_gen_ai_attributes(demo):
@@ -184,3 +230,8 @@ def test_a_fifty_thousand_step_run_detail_builds_its_whole_tree(daemon):
     assert sum(len(step["children"]) for step in steps) == 49_500
     assert {step["depth"] for step in steps} == {0, 1}
     assert detail["run"]["tokens_input"] == 49_500
+    columns = get(daemon.http_url, f"/api/runs/{run_id}/steps")
+    assert columns["count"] == 50_000 and columns["run"] == detail["run"]
+    assert columns["steps"]["step_id"] == [step["step_id"] for step in steps]
+    assert sum(parent < 0 for parent in columns["steps"]["parent"]) == 500
+    assert len(json.dumps(columns)) < len(json.dumps(detail)) / 4  # what the dashboard reads

@@ -12,7 +12,7 @@ import urllib.request
 from html.parser import HTMLParser
 
 import pytest
-from conftest import DaemonProcess
+from conftest import ROOT, DaemonProcess
 
 
 class References(HTMLParser):
@@ -50,6 +50,9 @@ def test_the_wheel_carries_the_dashboard_and_the_shared_contract(wheel_install):
             "traceforge_daemon/web/style.css", "traceforge_protocol/wire.py",
             "traceforge_daemon/otlp/forwarder.py"} <= names
     assert not any(name.startswith(("tests/", "bench/", "web/")) for name in names)
+    modules = {f"traceforge_daemon/web/js/{path.name}"
+               for path in (ROOT / "web" / "js").glob("*.js")}
+    assert modules and modules <= names, sorted(modules - names)  # every view's module
 
 
 def test_an_installed_daemon_serves_the_dashboard_every_asset_and_the_docs(installed_daemon):
@@ -63,6 +66,9 @@ def test_an_installed_daemon_serves_the_dashboard_every_asset_and_the_docs(insta
     for ref in local:
         status, body, _ = fetch(base + ref if ref.startswith("/") else f"{base}/{ref}")
         assert status == 200 and body, ref
+    for module in sorted((ROOT / "web" / "js").glob("*.js")):  # what app.js imports
+        status, body, kind = fetch(f"{base}/static/js/{module.name}")
+        assert status == 200 and body and "javascript" in kind, module.name
     status, docs, kind = fetch(base + "/docs")
     assert status == 200 and kind.startswith("text/html") and b"openapi.json" in docs
     status, spec, _ = fetch(base + "/openapi.json")

@@ -23,10 +23,25 @@ def test_index_and_its_assets_are_served_locally(daemon):
     for asset in assets:
         status, kind, body = fetch(daemon.http_url + asset)
         assert status == 200 and body
-    _, _, script = fetch(daemon.http_url + "/static/app.js")
+    # every module app.js imports, and theirs, is served, and none loads from elsewhere
+    seen, todo, scripts = set(), ["/static/app.js"], ""
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        status, kind, body = fetch(daemon.http_url + path)
+        assert status == 200 and "javascript" in kind, (path, kind)
+        assert "http://" not in body and "https://" not in body, path
+        scripts += body
+        base = path.rsplit("/", 1)[0]
+        for module in re.findall(r'from "(\./[^"]+)"', body):
+            todo.append(f"{base}/{module[2:]}")
+    assert len(seen) >= 10
     # the page reads only endpoints the API really has
-    for path in ("/api/runs", "/api/steps/", "/api/events"):
-        assert path in script
+    for path in ("/api/runs", "/api/steps/", "/api/events", "/api/compare", "/api/replay",
+                 "/api/search", "/api/stats"):
+        assert path in scripts, path
 
 
 @pytest.mark.parametrize("path", ["/static/../pyproject.toml", "/static/nope.js"])

@@ -162,6 +162,50 @@ class RunDetail(Shape):
     timeline: Timeline
 
 
+class StepColumns(Shape):
+    """A run's steps, one list per field, all of one length, in start order: step ``i``
+    is the ``i``-th value of each list."""
+
+    step_id: Ids
+    parent: Annotated[list[int], Meta(
+        description="Position of the step's parent in these lists; -1: a root")]
+    name: Annotated[list[int], Meta(description="Position of the step's name in names")]
+    model: Annotated[list[int], Meta(
+        description="Position of the step's model in models; -1: no model")]
+    status: Annotated[list[int], Meta(description="Position of the step's status in statuses")]
+    offset_ms: Annotated[list[float], Meta(description="Start, in ms after timeline.start")]
+    latency_ms: Annotated[list[Optional[float]], Meta(description="null: not ended")]
+    tokens_input: list[int]
+    tokens_output: list[int]
+    tokens_cache_read: list[int]
+    tokens_cache_write: list[int]
+    cost_usd: Annotated[list[Optional[float]], Meta(
+        description="US dollars; null: unpriced, never 0")]
+
+
+class StepError(Shape):
+    """The error of the step at ``index``, cut to 300 characters as step lists cut it."""
+
+    index: int
+    error_type: Optional[str]
+    error: Optional[str]
+
+
+class RunSteps(Shape):
+    """A run and its step summaries as compact columns, for a waterfall of any size."""
+
+    run: Run
+    timeline: Timeline
+    count: Annotated[int, Meta(description="How many steps: the length of each list")]
+    names: list[str]
+    models: list[str]
+    statuses: list[StepStatus]
+    steps: StepColumns
+    orphans: Annotated[list[int], Meta(
+        description="Positions of the roots whose parent is not in the run")]
+    errors: Annotated[list[StepError], Meta(description="The steps that failed, by position")]
+
+
 class SearchPage(Shape):
     """A page of steps, newest first."""
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from . import export, rows
 from .compare import compare_runs
-from .runs_query import RunFilter, list_runs, run_detail
+from .runs_query import RunFilter, list_runs, run_columns, run_detail
 from .stats_query import StatsFilter, step_stats
 from .steps_query import StepFilter, get_step, search, step_inputs
 
@@ -33,6 +33,11 @@ def runs_page(conn: sqlite3.Connection, run_filter: RunFilter) -> bytes:
 
 def run_detail_body(conn: sqlite3.Connection, run_id: str, payloads: bool) -> Optional[bytes]:
     found = run_detail(conn, run_id, payloads)
+    return None if found is None else rows.encode(found)
+
+
+def run_steps_body(conn: sqlite3.Connection, run_id: str) -> Optional[bytes]:
+    found = run_columns(conn, run_id)
     return None if found is None else rows.encode(found)
 
 

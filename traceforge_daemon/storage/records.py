@@ -90,12 +90,12 @@ def live_summary(event) -> Optional[tuple[str, dict]]:
         summary["run_id"] = event.run_id
         return "step_end", summary
     if kind is wire.StepStart:
+        # A start carries what a start knows (id, parent, name, model, start): its end,
+        # tokens, cost and error come with its step_end. Half the bytes of the whole
+        # summary, and a page watching runs gets one start and one end per step.
         row = step_start_row(event, 0, "")
-        summary = dict.fromkeys(rows.STEP_SUMMARY_COLUMNS)
-        summary.update({column: row[index] for column, index in _SUMMARY_OF_START.items()})
-        summary.update(status="running", tokens_input=0, tokens_output=0,
-                       tokens_cache_read=0, tokens_cache_write=0, cost_usd=0.0,
-                       run_id=event.run_id)
+        summary = {column: row[index] for column, index in _SUMMARY_OF_START.items()}
+        summary.update(status="running", run_id=event.run_id)
         return "step_start", summary
     if kind is wire.RunStart:
         run = dict(zip(RUN_START_COLUMNS, run_start_row(event, 0, "")))

