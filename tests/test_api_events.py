@@ -144,7 +144,13 @@ def _step_start(number: int) -> protocol.StepStart:
 
 
 def test_one_commit_is_one_shared_chunk_and_a_subscriber_too_far_behind_is_cut_off():
-    hub = EventHub(max_bytes=1500)
+    probe = EventHub()
+    probe_subscriber = probe.subscribe(None)
+    probe.on_commit([_batch([_step_start(n) for n in range(1, 4)])])
+    (one_commit, _), = probe_subscriber.take()
+    # room for one commit's chunk but not two: the second overflows a subscriber that
+    # has not written the first
+    hub = EventHub(max_bytes=len(one_commit) * 3 // 2)
     slow, fast = hub.subscribe(None), hub.subscribe(None)
     elsewhere = hub.subscribe("b" * 32)
     hub.on_commit([_batch([_step_start(n) for n in range(1, 4)])])

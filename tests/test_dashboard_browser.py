@@ -121,10 +121,16 @@ def test_the_waterfall_has_one_bar_per_step_in_time_order_by_depth_and_offset(da
     text = tip.inner_text()
     assert "think" in text and "claude-haiku-4-5" in text and "100 in · 50 out" in text
     assert re.search(r"\d+(\.\d+)? ms", text) and "null" not in text
-    export = page.get_by_role("link", name="Export JSONL")
-    assert export.get_attribute("href") == f"/api/runs/{dash.ids['a']}/export"
-    answer = page.request.get(dash.url + export.get_attribute("href"))
-    assert answer.ok and len(answer.text().splitlines()) == 5
+    flat = page.get_by_role("link", name="Flat JSONL")
+    assert flat.get_attribute("href") == f"/api/runs/{dash.ids['a']}/export?format=flat"
+    answer = page.request.get(dash.url + flat.get_attribute("href"))
+    assert answer.ok and len(answer.text().splitlines()) == 5  # one span per line
+    otlp = page.get_by_role("link", name="Export OTLP")
+    answer = page.request.get(dash.url + otlp.get_attribute("href"))
+    spans = [span for line in answer.text().splitlines()
+             for resource in json.loads(line)["resourceSpans"]
+             for scope in resource["scopeSpans"] for span in scope["spans"]]
+    assert answer.ok and len(spans) == 5
     # ticks: "0" at the left edge, then evenly spaced labels
     ticks = page.locator(".wf-axis .wf-tick").all_inner_texts()
     assert ticks[0] == "0" and len(ticks) >= 3 and all(t.endswith("ms") for t in ticks[1:])
@@ -638,3 +644,26 @@ def test_with_a_token_the_dashboard_opens_after_logging_in_with_a_cookie(daemon_
     page.goto(base + "/docs")
     page.locator("details.op").first.wait_for()
     assert page.locator("#title").inner_text().startswith("TraceForge API")
+
+
+def test_a_daemon_that_is_not_ok_shows_a_banner_with_its_reasons_on_every_view(dash, browser):
+    page = new_page(browser)
+    real = get(dash.url, "/api/health")
+    failing = {**real, "status": "failing", "token_required": True, "reasons": [
+        {"code": "disk_full", "status": "failing", "since": 1764547200.0,
+         "message": "database or disk is full (SQLITE_FULL); free space on /data"}]}
+    page.route("**/api/health", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(failing)))
+    for route in ("runs", f"run/{dash.ids['a']}", "stats"):
+        visit(page, dash, route)
+        banner = page.locator("#health-banner")
+        banner.wait_for()
+        assert banner.get_attribute("data-status") == "failing"
+        assert "not storing traces now" in banner.inner_text()
+        assert "SQLITE_FULL" in banner.locator("li[data-code=disk_full]").inner_text()
+        assert page.locator("#logout button").is_visible()  # a token daemon: a way out
+    page.unroute("**/api/health")
+    page.reload()
+    page.wait_for_function("document.body.dataset.health === 'ok'")
+    assert page.locator("#health-banner").is_hidden() and page.locator("#logout").is_hidden()
+    page.context.close()

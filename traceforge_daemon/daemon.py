@@ -209,6 +209,7 @@ class Daemon:
             "socket": str(self.settings.socket),
             "tcp": self.tcp_address,
             "http": self.http_url,
+            "token_required": self.settings.http_needs_token,
         }
 
 

@@ -3,6 +3,7 @@
 // Data comes only from the daemon's API (/api/runs, /api/runs/{id}/steps, /api/steps/,
 // /api/compare, /api/replay, /api/search, /api/stats) and its live stream (/api/events).
 
+import * as health from "./js/health.js";
 import * as keys from "./js/keys.js";
 import * as live from "./js/live.js";
 import * as router from "./js/router.js";
@@ -48,4 +49,6 @@ keys.install({
 });
 document.getElementById("help-button").addEventListener("click", keys.showHelp);
 live.connect();
+live.on("resync", () => health.check());
+health.watch();
 router.start();

@@ -462,3 +462,6 @@ class Health(Shape):
     http: Optional[str]
     forwarder: Optional[ForwarderHealth]
     otlp_receiver: OtlpReceiverHealth
+    token_required: Annotated[bool, Meta(
+        description="The HTTP API needs the daemon's token (a Bearer header or the login "
+                    "cookie): it listens beyond loopback")]

@@ -79,9 +79,10 @@ _SUMMARY_OF_START = {
 
 
 def live_summary(event) -> Optional[tuple[str, dict]]:
-    """(kind, summary) of a committed event, for the live stream: a step in the shape the
-    run detail lists it (``rows.STEP_SUMMARY_COLUMNS`` plus ``run_id``), a run with its
-    name, times and status; for a StatusChange, the ids and the new status
+    """(kind, summary) of a committed event, for the live stream: an ended step in the
+    shape the run detail lists it (``rows.STEP_SUMMARY_COLUMNS`` plus ``run_id``), a started
+    one with only what a start knows (ids, parent, name, model, start, ``running``), a run
+    with its name, times and status; for a StatusChange, the ids and the new status
     (``step_incomplete``, ``run_incomplete``). None for a kind this module does not know."""
     kind = type(event)
     if kind is wire.StepEnd:

@@ -204,8 +204,13 @@ export class RunView {
           (totals.tcr || totals.tcw ? ` · cache ${fmt.tokens(totals.tcr)} read, ${fmt.tokens(totals.tcw)} write` : "")),
         fact("cost", fmt.runCost(M.totalCost(totals), totals.unpriced), totals.unpriced ? "unpriced" : "")),
       el("div", { class: "run-actions" },
-        el("a", { class: "btn", href: `/api/runs/${run.run_id}/export`, download: `traceforge-${run.run_id}.jsonl`,
-          title: "download the run as JSON Lines, one OpenTelemetry-style span per line" }, "Export JSONL"),
+        el("a", { class: "btn", href: `/api/runs/${run.run_id}/export?format=otlp`,
+          download: `traceforge-${run.run_id}.otlp.jsonl`,
+          title: "download the run as OTLP/JSON lines (TracesData), for Jaeger, an OpenTelemetry Collector or any OTLP tool" },
+          "Export OTLP"),
+        el("a", { class: "btn", href: `/api/runs/${run.run_id}/export?format=flat`,
+          download: `traceforge-${run.run_id}.jsonl`,
+          title: "download the run as TraceForge's flat JSONL, one span per line (not OTLP)" }, "Flat JSONL"),
         el("button", { type: "button", onclick: () => this.compareWith() }, "Compare with…")));
   }
 

@@ -8,7 +8,7 @@ import * as live from "./live.js";
 import { go, href, update } from "./router.js";
 
 const PAGE = 100;
-const STATUSES = ["running", "success", "error"];
+const STATUSES = ["running", "success", "error", "incomplete"];
 
 export class RunsView {
   constructor(root) {

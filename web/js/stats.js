@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import { el, fill } from "./dom.js";
 import * as fmt from "./format.js";
+import * as daemonHealth from "./health.js";
 import { go, href } from "./router.js";
 
 const RANGES = [["", "all time"], ["3600", "last hour"], ["86400", "last 24 hours"], ["604800", "last 7 days"]];
@@ -69,11 +70,13 @@ export class StatsView {
         el("dd", { class: lost ? "err" : "", id: "client-drops" }, lost
           ? drops.map(([reason, n]) => `${fmt.int(n)} ${reason.replaceAll("_", " ")}`).join(" · ")
           : "none"),
-        el("dt", {}, "Live messages dropped (slow pages)"),
-        el("dd", { class: stats.events.dropped ? "err" : "" }, fmt.int(stats.events.dropped)),
+        el("dt", {}, "Live pages cut off for reading too slowly"),
+        el("dd", { class: stats.events.disconnected_slow ? "err" : "" },
+          fmt.int(stats.events.disconnected_slow ?? 0)),
         el("dt", {}, "Queries past their deadline"),
         el("dd", { class: stats.reader.timeouts ? "err" : "" }, fmt.int(stats.reader.timeouts))));
     if (health) {
+      daemonHealth.show(health); // the banner tells the same as this page
       fill(this.health, el("h2", {}, "Daemon"), el("dl", { class: "facts inline" },
         el("dt", {}, "Status"), el("dd", { class: health.status === "ok" ? "" : "err" },
           [health.status, ...(health.reasons || []).map((r) => ` · ${r.message}`)].join("")),
@@ -88,8 +91,12 @@ export class StatsView {
   }
 }
 
-/** "12.3 MB (of which 0.4 MB WAL) · path"; file_bytes where the daemon reports it. */
+/** "33.8 MB on disk (17.3 MB of it WAL) · 15.2 MB of data, 1.3 MB free pages · 41 GB free on
+ *  its disk · path". */
 function databaseSize(db) {
-  const file = db.file_bytes ?? db.size_bytes;
-  return `${((file + db.wal_bytes) / 1e6).toFixed(1)} MB (of which ${(db.wal_bytes / 1e6).toFixed(1)} MB WAL) · ${db.path}`;
+  const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+  const parts = [`${mb(db.size_bytes)} on disk (${mb(db.wal_bytes)} of it WAL)`];
+  if (db.used_bytes != null) parts.push(`${mb(db.used_bytes)} of data, ${mb(db.free_page_bytes)} free pages`);
+  if (db.disk_free_bytes != null) parts.push(`${(db.disk_free_bytes / 1e9).toFixed(1)} GB free on its disk`);
+  return [...parts, db.path].join(" · ");
 }
