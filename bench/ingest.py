@@ -4,10 +4,10 @@ A step counts once both its start and its end are committed. Every part traces t
 same shape of work: inside one run per process, groups of one outer step holding
 GROUP - 1 inner steps, each with the same small input and output (bench/_common.py).
 
-(a) seed   The prototype's design: each process writes each step straight into SQLite
-           with the seed schema, an INSERT + commit at start and an UPDATE + commit at
+(a) direct The commit-per-write design: each process writes each step straight into SQLite
+           with the single-process library's schema, an INSERT + commit at start and an UPDATE + commit at
            end (uuid4 ids, stdlib sqlite3 defaults). Measured as shipped (rollback
-           journal, the seed never set WAL) and in WAL mode.
+           journal, that library never set WAL) and in WAL mode.
 (b) raw    SQLite's limit for our schema: complete step rows, executemany'd 1,000 per
            transaction, into a fresh database made by the daemon's own
            open_writer_connection (same pragmas, schema.migrate), ids made by
@@ -19,7 +19,7 @@ GROUP - 1 inner steps, each with the same small input and output (bench/_common.
            with direct executemany, ids like the client's: one id source per 1,000-step
            run, as if from 1,000 earlier processes).
 
-Targets: tf >= 60x seed; tf >= 0.5x raw; tf@1M >= 0.7x tf.
+Targets: tf >= 60x direct; tf >= 0.5x raw; tf@1M >= 0.7x tf.
 
     .venv/bin/python bench/ingest.py                 # full: K=100,000, 3 repeats
     .venv/bin/python bench/ingest.py --quick         # smoke test, about a minute
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from _common import GROUP, INPUT_JSON, OUTPUT_JSON, SMALL_INPUT, SMALL_OUTPUT  # noqa: E402
 from _workers import run_workers, wait_for_go  # noqa: E402
-from seed_design import bench_seed, seed_worker  # noqa: E402
+from direct_writes import bench_direct, direct_worker  # noqa: E402
 
 sys.path.insert(0, str(_common.ROOT))
 
@@ -256,15 +256,15 @@ def main() -> int:
                         help="steps each TraceForge client traces (100,000)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="times each TraceForge configuration runs; medians are reported")
-    parser.add_argument("--seed-steps", type=int, default=3_000,
-                        help="steps in total per seed measurement, split among processes")
+    parser.add_argument("--direct-steps", type=int, default=3_000,
+                        help="steps in total per direct measurement, split among processes")
     parser.add_argument("--raw-rows", type=int, default=200_000,
                         help="rows per raw SQLite measurement (200,000)")
     parser.add_argument("--prefill", type=int, default=1_000_000,
                         help="steps already in the database for (d) (1,000,000)")
     parser.add_argument("--prefill-db", type=Path,
                         help="keep the prefilled database here and reuse it if present")
-    parser.add_argument("--skip-seed", action="store_true")
+    parser.add_argument("--skip-direct", action="store_true")
     parser.add_argument("--skip-prefilled", action="store_true")
     parser.add_argument("--poll", type=float, default=0.02, help="seconds between health polls")
     parser.add_argument("--quick", action="store_true",
@@ -276,18 +276,18 @@ def main() -> int:
                         help="also run (c) with bench/whatif_daemon.py CHANGES (e.g. "
                         "no-id-regex,decode-in-writer), interleaved with the real daemon")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--seed-worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--direct-worker", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--client-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.seed_worker:
-        seed_worker(args.seed_worker[0], int(args.seed_worker[1]))
+    if args.direct_worker:
+        direct_worker(args.direct_worker[0], int(args.direct_worker[1]))
         return 0
     if args.client_worker:
         client_worker(args.client_worker)
         return 0
     if args.quick:
         args.steps_per_process, args.repeats = 4_000, 1
-        args.seed_steps, args.raw_rows, args.prefill = 1_000, 50_000, 100_000
+        args.direct_steps, args.raw_rows, args.prefill = 1_000, 50_000, 100_000
     procs_list = [int(p) for p in args.procs.split(",")]
 
     facts = _common.machine()
@@ -295,17 +295,17 @@ def main() -> int:
     tmp = _common.short_tmp("tfbi-")
     results: dict = {"machine": facts, "args": {k: str(v) for k, v in vars(args).items()}}
     try:
-        # (a) seed
-        seed: dict = {}
-        if not args.skip_seed:
+        # (a) direct
+        direct: dict = {}
+        if not args.skip_direct:
             for journal in ("delete", "wal"):
                 for procs in procs_list:
-                    r = bench_seed(tmp, journal, procs, args.seed_steps)
-                    seed[f"{journal}/{procs}"] = r
-                    print(f"(a) seed {journal:<6} {procs} procs: {r['steps_per_s']:8.0f} steps/s "
+                    r = bench_direct(tmp, journal, procs, args.direct_steps)
+                    direct[f"{journal}/{procs}"] = r
+                    print(f"(a) direct {journal:<6} {procs} procs: {r['steps_per_s']:8.0f} steps/s "
                           f"({r['steps']} steps in {r['seconds']:.2f} s, "
                           f"busy retries {r['busy_retries']}) load {_common.load()}", flush=True)
-        results["seed"] = seed
+        results["direct"] = direct
 
         # the prefill for (d), and the raw rate into it
         raw: dict = {}
@@ -365,13 +365,13 @@ def main() -> int:
         _common.remove(tmp)  # a --prefill-db lives outside it and is kept
 
     print()
-    print_table(args, procs_list, seed, raw, tf, results)
+    print_table(args, procs_list, direct, raw, tf, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0
 
 
-def print_table(args, procs_list, seed, raw, tf, results) -> None:
+def print_table(args, procs_list, direct, raw, tf, results) -> None:
     """Medians over the repeats; each ratio is the median of per-repeat ratios."""
     med = _common.median
     nan = float("nan")
@@ -381,7 +381,7 @@ def print_table(args, procs_list, seed, raw, tf, results) -> None:
     print(f"raw limit of our schema: {raw1:,.0f} rows/s with 1 id source "
           f"{[round(r['rows_per_s']) for r in raw['empty/1']]}, {rawn:,.0f} with "
           f"{max(procs_list)}; {raw_pre:,.0f} into the prefilled db")
-    header = (f"{'procs':>5} {'seed':>7} {'seed WAL':>8} {'tf':>8} {'tf/seed':>8} {'60x?':>5} "
+    header = (f"{'procs':>5} {'direct':>7} {'direct WAL':>8} {'tf':>8} {'tf/direct':>8} {'60x?':>5} "
               f"{'tf/raw':>7} {'0.5x?':>5} {'tf@1M':>8} {'@1M/tf':>7} {'0.7x?':>5}")
     print(header)
     print("-" * len(header))
@@ -396,12 +396,12 @@ def print_table(args, procs_list, seed, raw, tf, results) -> None:
         rates = [r["steps_per_s"] for r in runs]
         pre = [r["steps_per_s"] for r in pre_runs]
         rate = med(rates)
-        s = seed.get(f"delete/{procs}", {}).get("steps_per_s", nan)
-        sw = seed.get(f"wal/{procs}", {}).get("steps_per_s", nan)
+        s = direct.get(f"delete/{procs}", {}).get("steps_per_s", nan)
+        sw = direct.get(f"wal/{procs}", {}).get("steps_per_s", nan)
         v = {
             "tf": rate, "tf_runs": rates, "tf_prefilled": med(pre) if pre else nan,
-            "tf_prefilled_runs": pre, "seed": s, "seed_wal": sw,
-            "vs_seed": rate / s, "vs_seed_wal": rate / sw,
+            "tf_prefilled_runs": pre, "direct": s, "direct_wal": sw,
+            "vs_direct": rate / s, "vs_direct_wal": rate / sw,
             "vs_raw": med([r["steps_per_s"] / r["raw_1_same_repeat"] for r in runs]),
             "prefilled_vs_empty": med([p / e for p, e in zip(pre, rates)]) if pre else nan,
         }
@@ -412,12 +412,12 @@ def print_table(args, procs_list, seed, raw, tf, results) -> None:
             v["whatif_vs_tf"] = med([w / e for w, e in zip(whatif, rates)])
             v["whatif_vs_raw"] = med([r["steps_per_s"] / r["raw_1_same_repeat"]
                                       for r in tf[f"whatif/{procs}"]])
-        v["pass_seed"] = v["vs_seed"] >= 60
+        v["pass_direct"] = v["vs_direct"] >= 60
         v["pass_raw"] = v["vs_raw"] >= 0.5
         v["pass_prefilled"] = v["prefilled_vs_empty"] >= 0.7
         verdicts[procs] = v
-        print(f"{procs:>5} {s:7.0f} {sw:8.0f} {rate:8.0f} {v['vs_seed']:7.1f}x "
-              f"{yn(v['pass_seed'], v['vs_seed']):>5} {v['vs_raw']:7.2f} "
+        print(f"{procs:>5} {s:7.0f} {sw:8.0f} {rate:8.0f} {v['vs_direct']:7.1f}x "
+              f"{yn(v['pass_direct'], v['vs_direct']):>5} {v['vs_raw']:7.2f} "
               f"{yn(v['pass_raw'], v['vs_raw']):>5} {v['tf_prefilled']:8.0f} "
               f"{v['prefilled_vs_empty']:7.2f} "
               f"{yn(v['pass_prefilled'], v['prefilled_vs_empty']):>5}")
@@ -425,7 +425,7 @@ def print_table(args, procs_list, seed, raw, tf, results) -> None:
             print(f"{'':>5} what-if {args.whatif}: {v['whatif']:.0f} steps/s = "
                   f"{v['whatif_vs_tf']:.2f}x tf, {v['whatif_vs_raw']:.2f}x raw; runs "
                   f"{[round(x) for x in whatif]} vs tf {[round(x) for x in rates]}")
-    print("(steps/s fully committed, medians of the repeats; seed = the prototype as shipped, "
+    print("(steps/s fully committed, medians of the repeats; direct = commit per write, as the single-process library shipped, "
           "rollback journal; tf/raw and @1M/tf are medians of per-repeat ratios, raw = 1 id "
           "source measured in the same repeat)")
     print(f"load at the end: {_common.load()}")

@@ -1,5 +1,5 @@
 """The dashboard in Firefox, driven over WebDriver BiDi with a small client of our own:
-Playwright cannot drive Debian's firefox-esr (../shared/design/ui.md), but Firefox speaks
+Playwright cannot drive Debian's firefox-esr (it lacks Playwright's patches), but Firefox speaks
 BiDi itself. Skipped when no Firefox is installed (CI installs only chromium); where one
 is, it loads every view against a real daemon and checks what the Chromium tests check
 most: the 50,000-step run drawn virtually, reached by scrolling and by filter, scrolling

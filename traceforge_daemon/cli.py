@@ -20,7 +20,7 @@ from typing import Optional
 
 import msgspec
 
-from traceforge_protocol.home import TRACEFORGE_TOKEN, Home
+from traceforge_protocol.home import TRACEFORGE_TOKEN, Home, process_alive
 from traceforge_protocol.version import __version__
 
 from . import maintenance
@@ -305,28 +305,18 @@ def _wait_for_detached(home: Home, process: subprocess.Popen, early: Path,
     return 1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def cmd_stop(args: argparse.Namespace) -> int:
     home = Home.from_env()
-    state = home.read_state()
-    if state is None or not _alive(state.pid):
+    state = home.running_state()
+    if state is None:
         print(f"no traceforge daemon is running (no live state file in {home.path})")
         return 1
     pid = state.pid
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and process_alive(pid):
         time.sleep(0.05)
-    if _alive(pid):
+    if process_alive(pid):
         print(f"daemon (pid {pid}) did not stop within 60 s", file=sys.stderr)
         return 1
     print(f"traceforge daemon stopped (pid {pid})")
@@ -335,8 +325,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     home = Home.from_env()
-    state = home.read_state()
-    if state is None or not _alive(state.pid):
+    state = home.running_state()
+    if state is None:
         print(json.dumps({"status": "stopped", "home": str(home.path)}, indent=2))
         return 1
     if not state.http:

@@ -31,8 +31,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
               "--max-size SIZE (and/or --vacuum)", file=sys.stderr)
         return 2
     home = Home.from_env()
-    state = home.read_state()
-    running = state is not None and _alive(state.pid)
+    state = home.running_state()
+    running = state is not None
     db = (args.db or (Path(state.db) if running else home.database)).expanduser().absolute()
     if running and Path(state.db) == db:  # type: ignore[union-attr]
         if args.vacuum:
@@ -114,13 +114,3 @@ def _run(conn, older_than: Optional[float], max_bytes: Optional[int]) -> dict:
             break
     result, _ = outcome[0]
     return result.as_dict()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -90,6 +90,12 @@ class Home:
         except (OSError, msgspec.DecodeError):
             return None
 
+    def running_state(self) -> Optional[DaemonState]:
+        """Like ``read_state``, but None unless its process is still alive (a daemon killed
+        with SIGKILL cannot remove its ``daemon.json``)."""
+        state = self.read_state()
+        return state if state is not None and process_alive(state.pid) else None
+
     def write_state(self, state: DaemonState) -> None:
         """Replace ``daemon.json`` atomically, readable by this user only."""
         temporary = self.state_file.with_suffix(".tmp")
@@ -97,6 +103,19 @@ class Home:
         with os.fdopen(fd, "wb") as handle:
             handle.write(msgspec.json.format(msgspec.json.encode(state)))
         os.replace(temporary, self.state_file)
+
+
+def process_alive(pid: int) -> bool:
+    """True if a process with this pid exists (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:  # not a pid at all
+        return False
+    return True
 
 
 def unix_address(path: Path | str) -> str:

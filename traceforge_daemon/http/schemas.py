@@ -94,7 +94,9 @@ class StepParams(Params):
     step_id: Annotated[StepId, Meta(description="A step id: 16 lowercase hex characters")]
 
 
-class RunListParams(Params):
+class RunSelection(Params):
+    """The filters that pick runs: the run list's, and the export's."""
+
     name: Annotated[Optional[Text], Meta(description="Only runs with exactly this name")] = None
     q: Annotated[Optional[Text], Meta(description="Only runs whose name contains this text")] = (
         None)
@@ -103,6 +105,13 @@ class RunListParams(Params):
         description="Only runs started at or after this time")] = None
     end_time: Annotated[Optional[Epoch], Meta(
         description="Only runs started at or before this time")] = None
+
+    def run_filter(self, **paging) -> RunFilter:
+        return RunFilter(name=self.name, name_contains=self.q, status=self.status,
+                         start_time=self.start_time, end_time=self.end_time, **paging)
+
+
+class RunListParams(RunSelection):
     replay_of: Annotated[Optional[RunId], Meta(
         description="Only replays of steps of this run")] = None
     limit: Annotated[int, Meta(ge=1, le=MAX_RUNS_PAGE, description="Page size")] = 50
@@ -113,36 +122,22 @@ class RunListParams(Params):
         if self.cursor is not None and self.offset:
             raise bad("offset", "cannot be combined with 'cursor'; use one way of paging")
 
-    def run_filter(self) -> RunFilter:
-        return RunFilter(
-            name=self.name, name_contains=self.q, status=self.status,
-            start_time=self.start_time, end_time=self.end_time, replay_of=self.replay_of,
-            limit=self.limit, offset=self.offset, cursor=keyset(self.cursor),
-        )
+    def run_filter(self) -> RunFilter:  # type: ignore[override]
+        return super().run_filter(replay_of=self.replay_of, limit=self.limit,
+                                  offset=self.offset, cursor=keyset(self.cursor))
 
 
 _FORMAT = ("otlp: OTLP/JSON as OpenTelemetry's file exporter writes it, one TracesData per "
            "line, ended steps only; flat: TraceForge's own flat span per line (not OTLP)")
+ExportFormatParam = Annotated[ExportFormat, Meta(description=_FORMAT)]
 
 
 class RunExportParams(RunParams):
-    format: Annotated[ExportFormat, Meta(description=_FORMAT)] = "otlp"
+    format: ExportFormatParam = "otlp"
 
 
-class ExportParams(Params):
-    name: Annotated[Optional[Text], Meta(description="Only runs with exactly this name")] = None
-    q: Annotated[Optional[Text], Meta(description="Only runs whose name contains this text")] = (
-        None)
-    status: Annotated[Optional[RunStatus], Meta(description="Only runs in this state")] = None
-    start_time: Annotated[Optional[Epoch], Meta(
-        description="Only runs started at or after this time")] = None
-    end_time: Annotated[Optional[Epoch], Meta(
-        description="Only runs started at or before this time")] = None
-    format: Annotated[ExportFormat, Meta(description=_FORMAT)] = "otlp"
-
-    def run_filter(self) -> RunFilter:
-        return RunFilter(name=self.name, name_contains=self.q, status=self.status,
-                         start_time=self.start_time, end_time=self.end_time)
+class ExportParams(RunSelection):
+    format: ExportFormatParam = "otlp"
 
 
 class RunDetailParams(RunParams):

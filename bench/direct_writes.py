@@ -1,6 +1,7 @@
-"""(a) The prototype's design, the reference ingest is compared with: each process writes
-each step straight into SQLite with the seed schema, an INSERT + commit at start and an
-UPDATE + commit at end. Run by bench/ingest.py, whose --seed-worker mode calls seed_worker."""
+"""(a) The commit-per-write design, the reference ingest is compared with: each process
+writes each step straight into SQLite itself, as TraceForge's single-process library did
+before the daemon, an INSERT + commit at start and an UPDATE + commit at end, with that
+library's schema. Run by bench/ingest.py, whose --direct-worker mode calls direct_worker."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from _workers import run_workers, wait_for_go
 
 INGEST_SCRIPT = str(Path(__file__).resolve().parent / "ingest.py")
 
-# The seed's schema, verbatim from its README (shared/seed).
-SEED_SCHEMA = """
+# The single-process library's schema (schema version 0; storage/schema.py migrates it).
+DIRECT_SCHEMA = """
 CREATE TABLE runs (
 run_id TEXT PRIMARY KEY,
 run_name TEXT NOT NULL,
@@ -52,23 +53,23 @@ CREATE INDEX idx_runs_started ON runs(started_at);
 # The columns the daemon's UPSERT_STEP_END writes, as a plain INSERT.
 
 
-def make_seed_db(path: Path, journal: str) -> None:
+def make_direct_db(path: Path, journal: str) -> None:
     conn = sqlite3.connect(path)
-    conn.executescript(SEED_SCHEMA)
+    conn.executescript(DIRECT_SCHEMA)
     if journal == "wal":
         conn.execute("PRAGMA journal_mode=WAL")
     conn.commit()
     conn.close()
 
 
-def seed_worker(db: str, steps: int) -> None:
-    """One process of the prototype: INSERT + commit at start, UPDATE + commit at end."""
-    conn = sqlite3.connect(db)  # stdlib defaults, as the seed's storage.py used them
+def direct_worker(db: str, steps: int) -> None:
+    """One process of the commit-per-write design: INSERT + commit at start, UPDATE + commit at end."""
+    conn = sqlite3.connect(db)  # stdlib defaults, as that library's storage used them
     busy_retries = 0
 
     def commit_write(sql: str, params: tuple) -> None:
         nonlocal busy_retries
-        while True:  # the seed would have raised "database is locked"; retry instead
+        while True:  # that library would have raised "database is locked"; retry instead
             try:
                 conn.execute(sql, params)
                 conn.commit()
@@ -116,12 +117,12 @@ def seed_worker(db: str, steps: int) -> None:
                       "busy_retries": busy_retries, "cpu": time.process_time()}))
 
 
-def bench_seed(tmp: Path, journal: str, procs: int, total_steps: int) -> dict:
-    db = tmp / f"seed-{journal}-{procs}.db"
-    make_seed_db(db, journal)
+def bench_direct(tmp: Path, journal: str, procs: int, total_steps: int) -> dict:
+    db = tmp / f"direct-{journal}-{procs}.db"
+    make_direct_db(db, journal)
     per_process = max(GROUP, total_steps // procs)
     released, results, _ = run_workers(
-        INGEST_SCRIPT, [["--seed-worker", str(db), str(per_process)]] * procs, dict(os.environ))
+        INGEST_SCRIPT, [["--direct-worker", str(db), str(per_process)]] * procs, dict(os.environ))
     first = min(r["first"] for r in results)
     end = max(r["end"] for r in results)
     steps = sum(r["steps"] for r in results)
