@@ -221,3 +221,33 @@ def wheel_install(tmp_path_factory):
     from wheel_support import WheelInstall
 
     return WheelInstall.build(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def dash():
+    """One daemon holding the dashboard tests' runs, the 50,000-step one among them
+    (tests/dashboard_support.py); the dashboard modules share it."""
+    from dashboard_support import DashboardDaemon
+
+    populated = DashboardDaemon()
+    yield populated
+    populated.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, for every browser test."""
+    from dashboard_support import CHROMIUM
+
+    if not CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run should have installed it")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--disable-gpu", "--disable-dev-shm-usage"]
+        )
+        yield launched
+        launched.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -129,3 +130,42 @@ class DashboardDaemon:
         code = self.daemon.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
         assert code == 0, f"daemon exited with {code}:\n{self.daemon.log()}"
+
+
+# ---- driving the page ----
+
+EXPECT_MS = 10_000
+
+
+def new_page(browser, width=1280, height=800, theme="dark"):
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  color_scheme=theme)
+    context.set_default_timeout(EXPECT_MS)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
+    return page
+
+
+def visit(page, dash, route):
+    page.goto(f"{dash.url}/#/{route}")
+
+
+def rows(page):
+    return page.locator(".wf-body .wf-row:not([hidden])")
+
+
+def wait_rows(page, count=None):
+    rows(page).first.wait_for()
+    if count is not None:
+        page.wait_for_function(
+            f"document.querySelectorAll('.wf-body .wf-row:not([hidden])').length === {count}")
+
+
+def row_named(page, name):
+    return rows(page).filter(has=page.locator(".wf-label", has_text=re.compile(f"^{name}$")))
+
+
+def detail_title(page):
+    return page.locator("#detail-title")

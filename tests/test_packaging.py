@@ -4,9 +4,7 @@ and speaks OTLP with nothing more to install."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser

@@ -8,7 +8,7 @@ from aiohttp import web
 from .errors import ApiError
 from .operations import ApiRoutes
 from .reads import STORE
-from .responses import PruneResult
+from .health_responses import PruneResult
 from .schemas import PruneBody
 
 routes = ApiRoutes("daemon")

@@ -13,7 +13,8 @@ from .api_events import HUB
 from .api_otlp import receiver_health
 from .operations import ApiRoutes
 from .reads import STORE, read_json
-from .responses import Health, Stats
+from .health_responses import Health
+from .responses import Stats
 from .schemas import StatsParams
 
 HEALTH = web.AppKey("health", Callable[[], dict])
