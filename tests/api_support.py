@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from conftest import DaemonProcess
 
-# A seed-like research agent traced twice with different tokens, costs and shapes,
+# A research agent, like the demo's, traced twice with different tokens, costs and shapes,
 # plus a failing run and an unpriced one. Prints the ids the tests look up.
 DEMO = r'''
 import json, time

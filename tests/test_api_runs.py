@@ -199,7 +199,7 @@ def test_the_flat_export_marks_errors_and_unpriced_steps(demo):
     attributes = {a["key"]: a["value"] for a in json.loads(text)["attributes"]}
     assert attributes["traceforge.cost.unpriced"] == {"boolValue": True}
     assert "llm.cost_usd" not in attributes and "gen_ai.usage.cost" not in attributes
-    # GenAI counts cached input inside input_tokens; the seed's llm.* name does not
+    # GenAI counts cached input inside input_tokens; the flat format's llm.* name does not
     assert attributes["llm.tokens.input"] == {"intValue": "2000"}
     assert attributes["gen_ai.usage.input_tokens"] == {"intValue": "2300"}
     assert attributes["gen_ai.usage.cache_read.input_tokens"] == {"intValue": "300"}

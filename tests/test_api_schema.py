@@ -8,7 +8,7 @@ import json
 import sqlite3
 
 from api_support import call, get
-from prototype_schema import PROTOTYPE_SCHEMA
+from version0_schema import VERSION_0_SCHEMA
 from traceforge_protocol.conventions import REPLAY_OF_RUN_KEY, REPLAY_OF_STEP_KEY
 from traceforge_daemon.storage import schema, writer
 from traceforge_daemon.storage.daemon_events import CursorWrite, EndLog
@@ -59,33 +59,33 @@ def test_a_new_database_is_created_at_the_current_version(tmp_path):
     conn.close()
 
 
-SEED_RUN = "44643ab8-6e5f-4b44-97b1-6b1d63aae594"
-SEED_STEP = "a1b2c3d4-e5f6-4001-8a2b-3c4d5e6f7081"
-SEED_DB = PROTOTYPE_SCHEMA + f"""
-INSERT INTO runs VALUES ('{SEED_RUN}', 'seed run', 100.0, 101.0, 'success', '{{}}');
-INSERT INTO steps VALUES ('{SEED_STEP}', '{SEED_RUN}', NULL, 'summarize', 'claude-sonnet-4-6',
+V0_RUN = "44643ab8-6e5f-4b44-97b1-6b1d63aae594"
+V0_STEP = "a1b2c3d4-e5f6-4001-8a2b-3c4d5e6f7081"
+V0_DB = VERSION_0_SCHEMA + f"""
+INSERT INTO runs VALUES ('{V0_RUN}', 'version 0 run', 100.0, 101.0, 'success', '{{}}');
+INSERT INTO steps VALUES ('{V0_STEP}', '{V0_RUN}', NULL, 'summarize', 'claude-sonnet-4-6',
     '{{"q": 1}}', '"ok"', 89, 95, 0.000169, 1333.2, 100.1, 101.4, NULL);
 """
 
 
-def test_a_prototype_database_with_uuid_ids_is_served_by_the_api(daemon_factory):
+def test_a_version_0_database_with_uuid_ids_is_served_by_the_api(daemon_factory):
     daemon = daemon_factory()
     daemon.home.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(daemon.db) as conn:
-        conn.executescript(SEED_DB)
+        conn.executescript(V0_DB)
     daemon.start()
-    detail = get(daemon.http_url, f"/api/runs/{SEED_RUN}", payloads="true")
-    assert detail["run"]["run_name"] == "seed run" and detail["roots"] == [SEED_STEP]
+    detail = get(daemon.http_url, f"/api/runs/{V0_RUN}", payloads="true")
+    assert detail["run"]["run_name"] == "version 0 run" and detail["roots"] == [V0_STEP]
     assert detail["steps"][0]["input_data"] == {"q": 1}
-    assert get(daemon.http_url, f"/api/steps/{SEED_STEP}/inputs")["original_output"] == "ok"
-    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{SEED_RUN}/export", {"format": "flat"})
+    assert get(daemon.http_url, f"/api/steps/{V0_STEP}/inputs")["original_output"] == "ok"
+    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{V0_RUN}/export", {"format": "flat"})
     span = json.loads(text)
-    assert span["traceId"] == SEED_RUN.replace("-", "")
-    assert span["spanId"] == SEED_STEP.replace("-", "")[-16:]
-    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{SEED_RUN}/export")
+    assert span["traceId"] == V0_RUN.replace("-", "")
+    assert span["spanId"] == V0_STEP.replace("-", "")[-16:]
+    _, text, _ = call(daemon.http_url, "GET", f"/api/runs/{V0_RUN}/export")
     [span] = json.loads(text)["resourceSpans"][0]["scopeSpans"][0]["spans"]
-    assert span["traceId"] == SEED_RUN.replace("-", "")
-    assert span["spanId"] == SEED_STEP.replace("-", "")[-16:]
+    assert span["traceId"] == V0_RUN.replace("-", "")
+    assert span["spanId"] == V0_STEP.replace("-", "")[-16:]
     assert daemon.stop() == 0
 
 

@@ -1,4 +1,4 @@
-"""The step endpoints against a real daemon: one step, its replay inputs, the seed's
+"""The step endpoints against a real daemon: one step, its replay inputs, the step
 search with every filter alone and combined, and POST /api/replay."""
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_replay_returns_the_inputs_with_the_override_applied(demo):
     assert status == 404 and body["status"] == 404
 
 
-def test_the_seeds_url_with_every_filter_left_empty_means_no_filter(demo):
+def test_a_url_with_every_filter_left_empty_means_no_filter(demo):
     status, body, _ = call(demo.url, "GET", "/api/search?run_id=&step_name=&has_error="
                            "&min_tokens=&start_time=&end_time=&limit=")
     assert status == 200

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, DaemonProcess, wait_until
-from prototype_schema import PROTOTYPE_SCHEMA
+from version0_schema import VERSION_0_SCHEMA
 from traceforge_daemon.storage import schema
 
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -121,7 +121,7 @@ def test_beyond_loopback_the_token_is_required(daemon_factory):
     assert daemon.query("SELECT run_name FROM runs") == [("remote",)]
 
 
-SEED_SCHEMA = PROTOTYPE_SCHEMA + """
+VERSION_0_DB = VERSION_0_SCHEMA + """
 INSERT INTO runs VALUES ('r1', 'old run', 1.0, 2.0, 'error', '{"v": 1}');
 INSERT INTO steps VALUES ('s1', 'r1', NULL, 'search', NULL, '{}', '[]', 0, 0, 0.0, 5.0, 1.0, 1.1, NULL);
 INSERT INTO steps VALUES ('s2', 'r1', 's1', 'llm', 'm', '{}', NULL, 10, 5, 0.01, 3.0, 1.2, 1.3,
@@ -129,11 +129,11 @@ INSERT INTO steps VALUES ('s2', 'r1', 's1', 'llm', 'm', '{}', NULL, 10, 5, 0.01,
 """
 
 
-def test_a_prototype_database_is_migrated_in_place(daemon_factory, short_tmp):
+def test_a_version_0_database_is_migrated_in_place(daemon_factory, short_tmp):
     daemon = daemon_factory()
     daemon.home.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(daemon.db) as conn:
-        conn.executescript(SEED_SCHEMA)
+        conn.executescript(VERSION_0_DB)
     daemon.start()
     assert daemon.query("PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
     assert daemon.query("SELECT step_id, status, error FROM steps ORDER BY step_id") == [

@@ -200,3 +200,20 @@ def test_a_401_sends_the_user_to_the_login_page_with_the_way_back(dash, browser)
     page.wait_for_url(re.compile(r"/login\?next="))
     assert "%23%2Frun%2F" in page.url  # the run to come back to
     page.context.close()
+
+
+def test_the_steps_and_run_of_a_killed_process_show_as_incomplete(daemon, page):
+    from test_incomplete import kill, start_doomed
+
+    process, run_id = start_doomed(daemon)
+    page.goto(f"{daemon.http_url}/#/run/{run_id}")
+    page.locator(".wf-row.st-running").first.wait_for()  # live while its process lives
+    kill(process)
+    # the row changes in place, from the live stream, with no reload
+    page.wait_for_function(
+        "document.querySelectorAll('.wf-body .wf-row.st-incomplete').length === 2")
+    assert page.locator(".run-head .badge, .badge.st-incomplete").first.is_visible()
+    page.goto(f"{daemon.http_url}/#/runs?status=incomplete")
+    found = page.locator("#runs tbody tr", has_text="doomed")
+    found.wait_for()
+    assert "incomplete" in found.locator(".badge").inner_text()

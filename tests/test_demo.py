@@ -168,7 +168,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_the_mock_llm_is_deterministic_and_near_the_seed_figures(monkeypatch):
+def test_the_mock_llm_is_deterministic_and_near_each_steps_typical_figures(monkeypatch):
     spec = importlib.util.spec_from_file_location("traceforge_demo", DEMO)
     demo = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, demo)  # dataclasses look their module up

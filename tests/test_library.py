@@ -1,4 +1,4 @@
-"""The Python library over the HTTP API: get_storage() with the seed's methods, replay
+"""The Python library over the HTTP API: get_storage() with its query methods, replay
 recorded as a run linked to its original, and the JSONL export."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def storage(demo):
     return get_storage(demo.url)
 
 
-def test_query_steps_takes_the_seeds_filters(demo, storage):
+def test_query_steps_takes_every_filter(demo, storage):
     failed = storage.query_steps(has_error=True)
     assert [s["step_id"] for s in failed] == [demo.ids["failed_step"]]
     assert failed[0]["input_data"] == {"url": "https://example.invalid"}

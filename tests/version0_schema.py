@@ -1,7 +1,8 @@
-"""The single-process prototype's tables and indexes, as its README defines them: the
-databases users bring from it, which the daemon must migrate and serve."""
+"""The tables and indexes of schema version 0, which TraceForge's single-process library
+wrote before the daemon existed: the databases users bring from it, which the daemon must
+migrate and serve."""
 
-PROTOTYPE_SCHEMA = """
+VERSION_0_SCHEMA = """
 CREATE TABLE runs (run_id TEXT PRIMARY KEY, run_name TEXT NOT NULL, started_at REAL NOT NULL,
   ended_at REAL, status TEXT NOT NULL DEFAULT 'running', metadata TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE steps (step_id TEXT PRIMARY KEY, run_id TEXT NOT NULL REFERENCES runs,
