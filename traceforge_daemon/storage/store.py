@@ -131,10 +131,14 @@ class Store:
                       self._died_threadsafe, self.stats)
 
     def _every(self, seconds: float, action: Callable[[], None]) -> None:
+        """Run ``action`` every ``seconds`` until the Store closes; only the next call of
+        each is kept, so a daemon running for weeks holds as many handles as on day one."""
+        slot = len(self._timers)
+
         def tick() -> None:
             if not self._closing:
                 action()
-                self._timers.append(self._loop.call_later(seconds, tick))  # type: ignore
+                self._timers[slot] = self._loop.call_later(seconds, tick)  # type: ignore
 
         self._timers.append(self._loop.call_later(seconds, tick))  # type: ignore
 
@@ -208,15 +212,14 @@ class Store:
             key = id(item.origin)
             first_failed[key] = min(first_failed.get(key, item.seq), item.seq)
         for item in committed:
-            origin = item.origin
-            if origin is None:
-                continue
             self._release(item)
-            if item.seq < first_failed.get(id(origin), item.seq + 1):
+            origin = item.origin
+            if origin is not None and item.seq < first_failed.get(id(origin), item.seq + 1):
                 origin.ack(item.seq)
         for item, problem in failed:
             self._release(item)
-            item.origin.fail(item.seq, problem)
+            if item.origin is not None:
+                item.origin.fail(item.seq, problem)
         if (self.pending_events < self.max_pending_events
                 and self.pending_bytes < self.max_pending_bytes):
             self._room.set()
@@ -230,7 +233,8 @@ class Store:
     def _release(self, item: WriteBatch) -> None:
         self.pending_events -= len(item.events)
         self.pending_bytes -= item.size
-        item.origin.settled(item.size)
+        if item.origin is not None:
+            item.origin.settled(item.size)
 
     # ---- the writer thread's death ----
 
