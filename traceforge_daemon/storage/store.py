@@ -212,14 +212,15 @@ class Store:
             key = id(item.origin)
             first_failed[key] = min(first_failed.get(key, item.seq), item.seq)
         for item in committed:
-            self._release(item)
             origin = item.origin
-            if origin is not None and item.seq < first_failed.get(id(origin), item.seq + 1):
+            if origin is None:  # rows the writer changed itself (records.Changed): never
+                continue        # submitted, so nothing to release and nobody to ack
+            self._release(item)
+            if item.seq < first_failed.get(id(origin), item.seq + 1):
                 origin.ack(item.seq)
         for item, problem in failed:
             self._release(item)
-            if item.origin is not None:
-                item.origin.fail(item.seq, problem)
+            item.origin.fail(item.seq, problem)
         if (self.pending_events < self.max_pending_events
                 and self.pending_bytes < self.max_pending_bytes):
             self._room.set()
@@ -233,8 +234,7 @@ class Store:
     def _release(self, item: WriteBatch) -> None:
         self.pending_events -= len(item.events)
         self.pending_bytes -= item.size
-        if item.origin is not None:
-            item.origin.settled(item.size)
+        item.origin.settled(item.size)
 
     # ---- the writer thread's death ----
 
