@@ -234,9 +234,11 @@ def dash():
     populated.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium driven by Playwright, for every browser test."""
+    """Debian's Chromium driven by Playwright, one per browser test module. Not per session:
+    Playwright's sync API keeps its event loop marked as running on the main thread while
+    it is open, so a later module's ``asyncio.run()`` would fail."""
     from dashboard_support import CHROMIUM
 
     if not CHROMIUM:
