@@ -144,7 +144,8 @@ class Daemon:
             )
             await self.http_runner.setup()
             host, port = settings.http
-            self.http_listener = HttpListener(self.http_runner, self.http_cap)
+            self.http_listener = HttpListener(self.http_runner, self.http_cap,
+                                              settings.http_header_timeout)
             await self.http_listener.start(host, port)
             shown_host = f"[{host}]" if ":" in host else host
             self.http_url = f"http://{shown_host}:{self.http_listener.port}"

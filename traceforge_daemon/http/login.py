@@ -104,9 +104,12 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    """An empty cookie that expires at once, with the attributes it was set with (what
+    ``del_cookie`` does, which takes them only from aiohttp 3.10 on)."""
     response = _see_other(LOGIN_PATH)
-    response.del_cookie(cookie_name(request), path="/", httponly=True, samesite="Strict",
-                        secure=request.secure)
+    response.set_cookie(cookie_name(request), "", max_age=0,
+                        expires="Thu, 01 Jan 1970 00:00:00 GMT", path="/", httponly=True,
+                        samesite="Strict", secure=request.secure)
     return response
 
 

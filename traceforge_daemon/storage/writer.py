@@ -45,7 +45,9 @@ MAX_BYTES_PER_TRANSACTION = 8 * 1024 * 1024
 """Frame bytes one transaction takes at most (beyond one batch): bounds what a checkpoint
 must copy out of the WAL after a commit, see ``guard.DISK_RESERVE_BYTES``."""
 SIZE_REFRESH_SECONDS = 1.0
-"""How often the writer re-reads the database's page counts for health."""
+"""How often, under load, the writer re-reads the database's page counts for health; it
+also re-reads them after any commit that leaves its queue empty, so they are current once
+ingest pauses."""
 
 WRITER_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -266,7 +268,7 @@ class Writer:
         self._count(committed)
         if committed:
             self.guard.committed()
-        self._refresh_sizes()
+        self._refresh_sizes(force=self.queue.empty())
         self._settle(committed, failed)
 
     def _transaction(self, items: list) -> None:
@@ -294,7 +296,7 @@ class Writer:
     def _committed(self, items: list) -> None:
         self._count(items)
         self.guard.committed()
-        self._refresh_sizes()
+        self._refresh_sizes(force=self.queue.empty())
         self._settle(items, [])
 
     def _settle(self, committed: list, failed: list) -> None:
