@@ -46,6 +46,9 @@ STORAGE_RETRY_AFTER_MS = 2000
 # the same batch fails again however often it is resent.
 _DATA_CODES = {18, 19, 20, 25}  # TOOBIG, CONSTRAINT, MISMATCH, RANGE
 _FULL = 13
+_FULL_TEXT = "database or disk is full"
+"""SQLite's own text for SQLITE_FULL (sqlite3ErrStr), unchanged for decades: how a full
+disk is told on Python 3.10, whose sqlite3 errors carry no result code."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,17 @@ class Problem:
     retry_after_ms: Optional[int] = None
 
 
+def _error_name(exc: BaseException) -> Optional[str]:
+    """SQLite's name for the error (``SQLITE_FULL``, ...) where the exception carries it."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is None and isinstance(exc, sqlite3.Error) and _FULL_TEXT in str(exc):
+        return "SQLITE_FULL"
+    return name
+
+
 def describe(exc: BaseException) -> str:
     """The exception as one line, with SQLite's own error name when it has one."""
-    name = getattr(exc, "sqlite_errorname", None)
+    name = _error_name(exc)
     text = f"{type(exc).__name__}: {exc}"
     return f"{text} ({name})" if name else text
 
@@ -75,7 +86,8 @@ def classify(exc: BaseException) -> Problem:
     ):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is None or code & 0xFF not in _DATA_CODES:
-            full = code is not None and code & 0xFF == _FULL
+            full = code & 0xFF == _FULL if code is not None else (
+                _error_name(exc) == "SQLITE_FULL")
             return Problem(wire.STORAGE_ERROR, "disk_full" if full else "storage_error",
                            describe(exc), True, STORAGE_RETRY_AFTER_MS)
     return Problem(wire.STORAGE_REJECTED, "batch_rejected",
