@@ -88,6 +88,16 @@ def test_repeated_names_pair_by_position_in_the_tree_not_by_global_order(demo):
     assert result["only_in_a"] == []
 
 
+def test_rows_come_in_tree_order_with_one_sided_steps_under_their_parent(demo):
+    """Depth first in A's order; the step only in B follows its preceding sibling in B,
+    inside its parent, even though B started it after A's last root step."""
+    result = compare(demo, "x", "y")
+    tokens = [(row["step_name"], row["a"] and row["a"]["tokens_input"],
+               row["b"] and row["b"]["tokens_input"]) for row in result["steps"]]
+    assert tokens == [("loop", 0, 0), ("llm", 10, 11), ("llm", 20, 21), ("llm", None, 40),
+                      ("llm", 30, 31)]
+
+
 def test_steps_that_moved_in_the_tree_still_pair_by_name(demo):
     result = compare(demo, "m1", "m2")
     by_name = {row["step_name"]: row for row in result["steps"]}

@@ -27,6 +27,7 @@ from typing import BinaryIO, Optional
 from traceforge_protocol.home import Home
 
 from .storage import jobs, schema
+from .storage.runs_query import RUN_STATUSES
 from .storage.readers import open_reader_connection
 from .storage.runs_query import RunFilter
 
@@ -69,7 +70,7 @@ def add_parser(commands) -> None:
     export.add_argument("--until", metavar="WHEN", help="runs started at or before WHEN")
     export.add_argument("--name", help="runs with exactly this name")
     export.add_argument("--name-contains", metavar="TEXT", help="runs whose name contains TEXT")
-    export.add_argument("--status", choices=("running", "success", "error"),
+    export.add_argument("--status", choices=RUN_STATUSES,
                         help="runs in this state")
     export.add_argument("--format", choices=("otlp", "flat"), default="otlp",
                         help="otlp (default) or flat")

@@ -18,9 +18,9 @@ from msgspec import Meta
 from traceforge_protocol import ids
 
 from ..storage import rows
-from ..storage.runs_query import RunFilter
+from ..storage.runs_query import RUN_STATUSES, RunFilter
 from ..storage.stats_query import StatsFilter
-from ..storage.steps_query import StepFilter
+from ..storage.steps_query import STEP_STATUSES, StepFilter
 from .errors import bad
 from .params import Input
 
@@ -36,9 +36,8 @@ MAX_STATS_NAMES = 1000
 KEEPALIVE_SECONDS = 15
 MAX_KEEPALIVE_SECONDS = 300
 
-RunStatus = Literal["running", "success", "error", "incomplete"]
-StepStatus = Literal["running", "ok", "error", "incomplete"]
-"""``incomplete``: its process went away without ending it (storage/sweeps.py)."""
+RunStatus = Literal[RUN_STATUSES]
+StepStatus = Literal[STEP_STATUSES]
 ExportFormat = Literal["otlp", "flat"]
 
 

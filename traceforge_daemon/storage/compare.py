@@ -49,8 +49,7 @@ def compare_runs(conn: sqlite3.Connection, run_id_a: str, run_id_b: str) -> dict
     if b is None:
         raise UnknownRun("run_id_b", run_id_b)
     pairs = align(a, b)
-    rows = [_row(step_a, step_b, how) for step_a, step_b, how in pairs]
-    rows.sort(key=lambda row: (row["a"] or row["b"])["offset_ms"])
+    rows = in_tree_order([_row(step_a, step_b, how) for step_a, step_b, how in pairs])
     run_a, run_b = a["run"], b["run"]
     return {
         "run_a": run_a,
@@ -108,6 +107,41 @@ def align(a: dict, b: dict) -> list[tuple[Optional[dict], Optional[dict], Option
             result.append((step, by_id_b[match[0]], match[1]))
     result.extend((None, step, None) for step in b["steps"] if step["step_id"] not in paired_b)
     return result
+
+
+def in_tree_order(rows: list[dict]) -> list[dict]:
+    """The rows as one merged tree, depth first: each row sits under the row of its parent
+    (A's parent where it has an A side, else B's); siblings follow A's start order, and a
+    step only in B comes right after the sibling that precedes it in B."""
+    row_of = {}
+    for row in rows:
+        for side in ("a", "b"):
+            if row[side] is not None:
+                row_of[(side, row[side]["step_id"])] = row
+    children: dict = defaultdict(list)
+    for row in rows:
+        side = "a" if row["a"] is not None else "b"
+        parent = row_of.get((side, row[side]["parent_step_id"]))
+        children[None if parent is None else id(parent)].append(row)
+    ordered = []
+    stack = list(reversed(_sibling_order(children[None])))
+    while stack:
+        row = stack.pop()
+        ordered.append(row)
+        stack.extend(reversed(_sibling_order(children.get(id(row), []))))
+    return ordered
+
+
+def _sibling_order(siblings: list[dict]) -> list[dict]:
+    keys = {}
+    anchor = float("-inf")  # A's offset of the last sibling, in B's order, that has an A side
+    for row in sorted((r for r in siblings if r["b"] is not None),
+                      key=lambda r: r["b"]["offset_ms"]):
+        if row["a"] is not None:
+            anchor = row["a"]["offset_ms"]
+        else:
+            keys[id(row)] = (anchor, 1, row["b"]["offset_ms"])
+    return sorted(siblings, key=lambda r: keys.get(id(r)) or (r["a"]["offset_ms"], 0, 0.0))
 
 
 def _replay_anchor(a: dict, b: dict) -> Optional[tuple[str, str]]:

@@ -28,6 +28,10 @@ GROUP BY run_id
 """
 
 
+RUN_STATUSES = ("running", "success", "error", "incomplete")
+"""``incomplete``: its process went away without ending it (sweeps.py)."""
+
+
 @dataclass(frozen=True)
 class RunFilter:
     """What the run list was asked for; every field is optional."""

@@ -25,6 +25,7 @@ bench/RESULTS-query.md. The walk is slow only if the matches all lie far in the 
 
 
 STEP_STATUSES = ("running", "ok", "error", "incomplete")
+"""``incomplete``: its process went away without ending it (sweeps.py)."""
 
 
 @dataclass(frozen=True)
