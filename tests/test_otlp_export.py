@@ -153,6 +153,10 @@ def test_the_command_line_exports_one_run_a_range_or_everything(demo, tmp_path):
     assert b"Traceback" not in unknown.stderr
     bad = cli(demo, "--since", "the other day")
     assert bad.returncode == 1 and bad.stdout == b"" and b"Traceback" not in bad.stderr
+    failed = cli(demo, "--status", "error")
+    assert _traces(failed.stdout.decode()) == {demo.ids["errors"]}
+    none_incomplete = cli(demo, "--status", "incomplete")  # every status the API knows
+    assert none_incomplete.returncode == 0 and none_incomplete.stdout == b""
 
 
 def test_the_progress_bar_goes_to_stderr_only_on_a_terminal(demo, tmp_path):
