@@ -253,3 +253,15 @@ def browser():
         )
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A new page in its own browser context at 1280x800, dark theme; the test fails if
+    the page raised an error or logged one to its console."""
+    from dashboard_support import new_page
+
+    opened = new_page(browser)
+    yield opened
+    opened.context.close()
+    assert not opened.errors, opened.errors

@@ -19,13 +19,6 @@ from dashboard_support import (detail_title, new_page, row_named, rows, visit,
                                wait_rows)
 
 
-@pytest.fixture
-def page(browser):
-    opened = new_page(browser)
-    yield opened
-    opened.context.close()
-    assert not opened.errors, opened.errors
-
 
 # ---- the waterfall ----
 

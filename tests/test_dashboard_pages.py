@@ -15,13 +15,6 @@ from dashboard_support import (new_page, visit,
                                wait_rows)
 
 
-@pytest.fixture
-def page(browser):
-    opened = new_page(browser)
-    yield opened
-    opened.context.close()
-    assert not opened.errors, opened.errors
-
 
 # ---- screenshots ----
 

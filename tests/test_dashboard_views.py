@@ -14,13 +14,6 @@ from dashboard_support import (detail_title, new_page, row_named, visit,
                                wait_rows)
 
 
-@pytest.fixture
-def page(browser):
-    opened = new_page(browser)
-    yield opened
-    opened.context.close()
-    assert not opened.errors, opened.errors
-
 
 def test_the_compare_view_colours_the_deltas_of_two_known_runs(dash, page):
     visit(page, dash, f"compare?a={dash.ids['a']}&b={dash.ids['b']}")
