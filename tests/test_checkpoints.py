@@ -8,7 +8,6 @@ import sqlite3
 
 from conftest import wait_until
 
-from traceforge_daemon.storage.checkpointer import RESTART_FRAMES
 
 MANY_STEPS = r'''
 import traceforge_client as tf
@@ -32,9 +31,12 @@ def test_checkpoints_keep_the_wal_small_and_a_clean_stop_empties_it(daemon):
     health = daemon.health()
     assert health["events_committed"] == 120_002
     assert health["database"]["checkpoints"] > 0
-    # With copies but no restarts, the WAL would be as big as the data.
-    wal_bytes = health["database"]["wal_bytes"]
-    assert wal_bytes < RESTART_FRAMES * 4096 + 8_000_000, (wal_bytes, main_bytes)
+    # With copies but no restarts, the WAL would hold about as much as the data (40 MB
+    # here). How far past RESTART_FRAMES it gets before the writer starts it over depends
+    # on how far the checkpointer lags, so the restarts are counted, not the bytes.
+    database = health["database"]
+    assert database["wal_restarts"] >= 1
+    assert database["wal_bytes"] < main_bytes, (database["wal_bytes"], main_bytes)
 
     assert daemon.stop() == 0
     wal = f"{daemon.db}-wal"

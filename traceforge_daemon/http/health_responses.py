@@ -21,6 +21,10 @@ class DatabaseHealth(Shape):
     disk_free_bytes: Annotated[Optional[int], Meta(
         description="Free space on the database's filesystem; null where unknown")]
     checkpoints: int
+    wal_restarts: Annotated[int, Meta(
+        description="Complete copies the writer made before a transaction once the WAL "
+                    "was long, so that the transaction starts the WAL over (unless a reader "
+                    "still uses it): what keeps the WAL small")]
 
 
 class OtlpReceiverHealth(Shape):

@@ -44,6 +44,7 @@ class Checkpointer:
         (self.page_size,) = self.conn.execute("PRAGMA page_size").fetchone()
         self.wal_path = f"{path}-wal"
         self.checkpoints = 0
+        self.wal_restarts = 0  # see make_room
         self.wal_frames = 0  # as of the last checkpoint
         self._lock = threading.Lock()  # one checkpoint at a time: a second would only fail
         self._wake = threading.Event()
@@ -74,6 +75,7 @@ class Checkpointer:
             return
         if not busy and wal_frames == copied:
             self.wal_frames = 0
+            self.wal_restarts += 1
 
     def stop(self, timeout: float = 30.0) -> None:
         """After the writer has stopped: copy what is left and empty the WAL file."""

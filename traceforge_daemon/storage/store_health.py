@@ -103,6 +103,7 @@ class StoreHealth:
                 "free_page_bytes": stats.freelist_count * stats.page_size,
                 "disk_free_bytes": free,
                 "checkpoints": checkpointer.checkpoints if checkpointer else 0,
+                "wal_restarts": checkpointer.wal_restarts if checkpointer else 0,
             },
             "retention": {
                 "older_than_s": store.retention,
