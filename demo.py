@@ -39,11 +39,27 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
-import traceforge_client
-from traceforge_client import pricing, propagate, trace_run, trace_step
-from traceforge_client.config import load_config
-from traceforge_client.storage import default_url
-from traceforge_protocol.home import DEFAULT_HTTP_PORT, Home
+
+def _prefer_installed_traceforge() -> None:
+    """Run as ``python demo.py`` from a source checkout, Python puts the checkout first on
+    the path, and the demo would trace with its sources rather than with the TraceForge
+    that was installed (and compiled). Use the installed one when there is one."""
+    from importlib.util import find_spec
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
+        first = sys.path.pop(0)
+        if find_spec("traceforge_client") is None or find_spec("traceforge_protocol") is None:
+            sys.path.insert(0, first)  # not installed: the checkout it is
+
+
+_prefer_installed_traceforge()
+
+import traceforge_client  # noqa: E402 (after the path is settled)
+from traceforge_client import pricing, propagate, trace_run, trace_step  # noqa: E402
+from traceforge_client.config import load_config  # noqa: E402
+from traceforge_client.storage import default_url  # noqa: E402
+from traceforge_protocol.home import DEFAULT_HTTP_PORT, Home  # noqa: E402
 
 HAIKU = "claude-haiku-4-5"
 SONNET = "claude-sonnet-4-6"
