@@ -7,20 +7,17 @@ property-based fuzzer then throws malformed frames while a good client sends.
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
-import sys
 
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, wait_until
+from conftest import wait_until
+from sender_support import SteadySenders
 from traceforge_protocol import wire as protocol
 
-PROGRAMS = ROOT / "tests" / "programs"
 HELLO = protocol.encode_frame(protocol.Hello(versions=[1], pid=1, host="fuzz"))
 HELLO_TIMEOUT = 0.5
 
@@ -210,11 +207,7 @@ malformed_sessions = st.one_of(
 def test_fuzzed_frames_never_hurt_the_daemon_or_a_good_client(strict_daemon, short_tmp):
     daemon = strict_daemon
     steps = 2000
-    stats_file = short_tmp / "good.json"
-    good = subprocess.Popen(
-        [sys.executable, str(PROGRAMS / "steady_sender.py"), "0", str(steps), str(stats_file)],
-        env=daemon.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    good = SteadySenders(daemon, 1, steps, short_tmp)
 
     @settings(max_examples=300, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
@@ -225,14 +218,9 @@ def test_fuzzed_frames_never_hurt_the_daemon_or_a_good_client(strict_daemon, sho
         for error in errors(messages):
             assert error.fatal and error.code and error.message
 
-    try:
+    with good:
         throw()
-        stdout, stderr = good.communicate(timeout=120)
-    finally:
-        if good.poll() is None:
-            good.kill()
-    assert good.returncode == 0, stderr
-    final = json.loads(stdout.strip().splitlines()[-1])
+        [final] = good.finish(timeout=120)
     assert final["delivered"] is True and final["dropped"] == {}
     [(count, distinct)] = daemon.query(
         "SELECT count(*), count(DISTINCT step_id) FROM steps s JOIN runs r USING (run_id) "

@@ -12,8 +12,8 @@ import sys
 import time
 
 from conftest import ROOT, wait_until
+from sender_support import SteadySenders
 
-PROGRAMS = ROOT / "tests" / "programs"
 
 PACED = r'''
 import json, sys, time, traceforge_client as tf
@@ -34,38 +34,17 @@ print(json.dumps({"delivered": delivered, "traced": 2 * steps + 2, **tf.stats()}
 '''
 
 
-def _read_json(path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def test_sigkill_and_restart_under_load_from_eight_processes_stores_each_step_once(
         daemon_factory, short_tmp):
     daemon = daemon_factory().start()
     processes, steps = 8, 1000
-    stats = [short_tmp / f"stats-{i}.json" for i in range(processes)]
-    senders = [subprocess.Popen(
-        [sys.executable, str(PROGRAMS / "steady_sender.py"), str(i), str(steps), str(stats[i])],
-        env=daemon.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(processes)]
-    try:
-        wait_until(lambda: all((_read_json(p) or {}).get("acked_step_ends", 0) >= 100
-                               for p in stats), timeout=90,
-                   message="every sender to have 100 steps acked")
+    with SteadySenders(daemon, processes, steps, short_tmp) as senders:
+        senders.wait_acked(100, timeout=90)
         daemon.kill()
-        acked = [_read_json(p)["acked_step_ends"] for p in stats]
-        assert any(a < steps for a in acked), "killed too late to matter"
+        assert any(a < steps for a in senders.acked()), "killed too late to matter"
         daemon.start()
-        outputs = [sender.communicate(timeout=180) for sender in senders]
-    finally:
-        for sender in senders:
-            if sender.poll() is None:
-                sender.kill()
-    for sender, (stdout, stderr) in zip(senders, outputs):
-        assert sender.returncode == 0, stderr
-        final = json.loads(stdout.strip().splitlines()[-1])
+        finals = senders.finish()
+    for final in finals:
         assert final["delivered"] is True and final["dropped_total"] == {}, final
     rows = daemon.query(
         "SELECT r.run_name, count(*), count(DISTINCT s.step_id), sum(s.status = 'ok'), r.status "

@@ -9,36 +9,18 @@ import sys
 import time
 
 from conftest import ROOT, wait_until
+from sender_support import SteadySenders
 
 PROGRAMS = ROOT / "tests" / "programs"
-
-
-def _read_json(path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def test_sigkill_mid_stream_loses_no_acked_step_and_ends_exact(daemon_factory, short_tmp):
     daemon = daemon_factory().start()
     steps = 1500
-    stats_files = [short_tmp / f"stats-{i}.json" for i in range(4)]
-    senders = [
-        subprocess.Popen(
-            [sys.executable, str(PROGRAMS / "steady_sender.py"), str(i), str(steps),
-             str(stats_files[i])],
-            env=daemon.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(4)
-    ]
-    try:
-        wait_until(
-            lambda: all((_read_json(p) or {}).get("acked_step_ends", 0) >= 200 for p in stats_files),
-            timeout=60, message="every sender to have 200 steps acked",
-        )
+    with SteadySenders(daemon, 4, steps, short_tmp) as senders:
+        senders.wait_acked(200, timeout=60)
         daemon.kill()
-        acked_before_kill = [_read_json(p)["acked_step_ends"] for p in stats_files]
+        acked_before_kill = senders.acked()
         assert all(acked < steps for acked in acked_before_kill), "killed too late to matter"
 
         # What the dead daemon had acked must already be in the file it left behind.
@@ -50,14 +32,8 @@ def test_sigkill_mid_stream_loses_no_acked_step_and_ends_exact(daemon_factory, s
             assert stored >= acked, f"sender {index}: {acked} acked but only {stored} stored"
 
         daemon.start()  # same home, same database: the clients reconnect and resend
-        outputs = [sender.communicate(timeout=180) for sender in senders]
-    finally:
-        for sender in senders:
-            if sender.poll() is None:
-                sender.kill()
-    for sender, (stdout, stderr) in zip(senders, outputs):
-        assert sender.returncode == 0, stderr
-        final = json.loads(stdout.strip().splitlines()[-1])
+        finals = senders.finish()
+    for final in finals:
         assert final["delivered"] is True and final["dropped"] == {}
     for index in range(4):
         [(count, distinct, ok, run_status)] = daemon.query(
